@@ -1,0 +1,46 @@
+# The one command surface for people and CI: `make run`, `make test`.
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	&& { echo $$p; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.parley-installed
+
+.PHONY: install run test lint format typecheck unit e2e bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[local,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole service (gateway, Faust worker, outbox relay) until Ctrl-C.
+run: install
+	$(BIN)/parley run
+
+## Lint, type-check and run every test against real services.
+test: install lint typecheck
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install
+	$(BIN)/mypy
+
+e2e: install
+	$(BIN)/pytest -m e2e
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

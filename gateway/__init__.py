@@ -1,0 +1,1 @@
+"""The Starlette + python-socketio gateway: sockets in, relayed events out."""

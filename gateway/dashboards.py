@@ -1,0 +1,60 @@
+"""Dashboard sockets: token auth at connect, ``joinProjectRoom``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway import validation
+from gateway.clients import AgentClient, ClientRegistry
+from gateway.errors import GatewayError, InvalidToken, Unavailable
+from gateway.fanout import project_room
+from gateway.services import Services
+from persistence.errors import DatabaseUnavailable, NotFound
+
+logger = logging.getLogger("parley.dashboards")
+
+
+class DashboardHandlers:
+    """Socket.IO handlers for agents' dashboards."""
+
+    def __init__(
+        self, *, sio: Any, clients: ClientRegistry, services: Callable[[], Services]
+    ) -> None:
+        self._sio = sio
+        self._clients = clients
+        self._services = services
+
+    async def connect(self, sid: str, environ: Mapping[str, Any], auth: dict[str, Any]) -> None:
+        services = self._services()
+        agent_id = services.signer.verify(auth.get("token"))
+        try:
+            agent = await services.directory.get_agent(agent_id)
+        except NotFound:
+            raise InvalidToken("the token's agent no longer exists") from None
+        except DatabaseUnavailable:
+            raise Unavailable("the service is temporarily unavailable; retry shortly") from None
+        self._clients.add(sid, AgentClient(agent_id=agent.id, display_name=agent.display_name))
+
+    async def join_project_room(self, sid: str, *args: Any) -> dict[str, Any]:
+        client = self._clients.get(sid)
+        if not isinstance(client, AgentClient):
+            return {"status": "error", "message": "Forbidden"}
+        try:
+            body = validation.require_object(validation.single_payload(args))
+            project_id = validation.project_id(body.get("projectId"))
+        except GatewayError as exc:
+            return {"status": "error", "message": exc.message}
+        try:
+            member = await self._services().directory.is_member(
+                agent_id=client.agent_id, project_id=project_id
+            )
+        except DatabaseUnavailable:
+            return {"status": "error", "message": "temporarily unavailable; retry shortly"}
+        if not member:
+            return {"status": "error", "message": "Forbidden"}
+        room = project_room(project_id)
+        await self._sio.enter_room(sid, room)
+        logger.info("agent %s joined %s", client.agent_id, room, extra={"action": "dashboard.join"})
+        return {"status": "ok", "roomName": room}

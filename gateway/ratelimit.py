@@ -1,0 +1,46 @@
+"""A sliding-window rate limit per visitor, kept in Redis so every gateway shares it."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+KEY_PREFIX = "parley:ratelimit:"
+
+# Atomic: count the window, then either record this attempt or report the wait.
+SLIDING_WINDOW = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+local count = redis.call('ZCARD', key)
+if count >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + window - now
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('PEXPIRE', key, window)
+return 0
+"""
+
+
+class RateLimiter:
+    """``check`` returns 0 when allowed, else the seconds until the next slot."""
+
+    def __init__(self, *, client: aioredis.Redis, limit: int, window: float) -> None:
+        self._limit = limit
+        self._window_ms = int(window * 1000)
+        self._script: Any = client.register_script(SLIDING_WINDOW)
+
+    async def check(self, subject: str) -> int:
+        now_ms = int(time.time() * 1000)
+        wait_ms = await self._script(
+            keys=[KEY_PREFIX + subject],
+            args=[now_ms, self._window_ms, self._limit, f"{now_ms}:{uuid.uuid4().hex}"],
+        )
+        return math.ceil(int(wait_ms) / 1000) if int(wait_ms) > 0 else 0

@@ -1,0 +1,25 @@
+"""What handlers need at run time, built by the app's lifespan and torn down by it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.ratelimit import RateLimiter
+from gateway.tokens import TokenSigner
+from persistence.directory import Directory
+from persistence.history import History
+from streams.producer import KafkaEventProducer
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Services:
+    engine: AsyncEngine
+    redis: aioredis.Redis
+    producer: KafkaEventProducer
+    directory: Directory
+    history: History
+    limiter: RateLimiter
+    signer: TokenSigner

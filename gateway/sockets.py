@@ -1,0 +1,65 @@
+"""The Socket.IO server: one namespace, where the connect ``auth`` decides the role.
+
+``auth {token}`` is a dashboard; ``auth {projectId, visitorUid}`` (or
+``?projectId=`` in the query string, as the reference widget sends it) is a
+visitor. Handlers run one at a time per socket (``async_handlers=False``), so one
+socket's events are handled in the order they arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import socketio
+from prometheus_client import Gauge
+
+from gateway.clients import ClientRegistry
+from gateway.dashboards import DashboardHandlers
+from gateway.errors import GatewayError
+from gateway.services import Services
+from gateway.visitors import VisitorHandlers
+
+logger = logging.getLogger("parley.sockets")
+
+MAX_PAYLOAD = 1_000_000  # bytes per Socket.IO packet; larger packets close the socket
+CONNECTED = Gauge("parley_gateway_sockets", "Sockets connected to this gateway")
+
+
+def create_socket_server(*, services: Callable[[], Services]) -> socketio.AsyncServer:
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        # Origins are checked per project at connect, against the project's list.
+        cors_allowed_origins="*",
+        async_handlers=False,
+        max_http_buffer_size=MAX_PAYLOAD,
+        logger=False,
+        engineio_logger=False,
+    )
+    clients = ClientRegistry()
+    visitors = VisitorHandlers(sio=sio, clients=clients, services=services)
+    dashboards = DashboardHandlers(sio=sio, clients=clients, services=services)
+
+    async def connect(sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
+        credentials = auth if isinstance(auth, dict) else {}
+        try:
+            if "token" in credentials:
+                await dashboards.connect(sid, environ, credentials)
+            else:
+                await visitors.connect(sid, environ, credentials)
+        except GatewayError as exc:
+            logger.info("refused a connection: %s", exc.message, extra={"action": "socket.refused"})
+            raise socketio.exceptions.ConnectionRefusedError(exc.as_ack()["error"]) from None
+        CONNECTED.inc()
+
+    async def disconnect(sid: str, *_: Any) -> None:
+        if clients.remove(sid) is not None:
+            CONNECTED.dec()
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
+    sio.on("identify", visitors.identify)
+    sio.on("sendMessage", visitors.send_message)
+    sio.on("joinProjectRoom", dashboards.join_project_room)
+    return sio

@@ -1,0 +1,55 @@
+"""Signed agent tokens: ``<payload>.<signature>``, both base64url, HMAC-SHA256."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+from gateway.errors import InvalidToken
+from parley.settings import Secret
+
+TOKEN_VERSION = 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Issues and verifies the tokens dashboards present when they connect."""
+
+    def __init__(self, *, secret: Secret, ttl: int) -> None:
+        self._key = hashlib.sha256(b"parley-agent-token:" + secret.reveal().encode()).digest()
+        self._ttl = ttl
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+
+    def issue(self, agent_id: int, *, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        body = {"v": TOKEN_VERSION, "sub": agent_id, "iat": issued, "exp": issued + self._ttl}
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify(self, token: object, *, now: float | None = None) -> int:
+        """Return the agent id, or raise :class:`InvalidToken` saying why."""
+        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+            raise InvalidToken("token is malformed")
+        payload, signature = token.split(".")
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise InvalidToken("token signature is invalid")
+        try:
+            body = json.loads(_unb64(payload))
+            agent_id, expires = int(body["sub"]), int(body["exp"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidToken("token is malformed") from None
+        if expires < (time.time() if now is None else now):
+            raise InvalidToken("token has expired")
+        return agent_id

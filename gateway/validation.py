@@ -1,0 +1,134 @@
+"""Checks on what clients send; every failure is an :class:`InvalidPayload` saying why."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+from gateway.errors import InvalidPayload
+
+MAX_CONTENT_LENGTH = 5_000  # characters, after trimming
+MAX_URL_HISTORY = 50  # entries
+MAX_VISITOR_UID_LENGTH = 128  # characters
+MAX_URL_LENGTH = 2_048  # characters
+MAX_TITLE_LENGTH = 512  # characters
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OutgoingMessage:
+    content: str
+    temp_id: str
+    session_metadata: dict[str, Any] | None
+
+
+def single_payload(args: tuple[Any, ...]) -> Any:
+    """Socket.IO passes whatever the client sent as positional arguments."""
+    if len(args) != 1:
+        raise InvalidPayload("expected exactly one payload object")
+    return args[0]
+
+
+def require_object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InvalidPayload("payload must be an object")
+    return payload
+
+
+def project_id(value: Any) -> int:
+    """Accept 7 or "7" (query strings are text); reject everything else."""
+    if isinstance(value, bool):
+        raise InvalidPayload("projectId must be an integer")
+    if isinstance(value, int):
+        parsed = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        parsed = int(value.strip())
+    else:
+        raise InvalidPayload("projectId must be an integer")
+    if not 0 < parsed < 2**63:
+        raise InvalidPayload("projectId is out of range")
+    return parsed
+
+
+def visitor_uid(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidPayload("visitorUid must be a non-empty string")
+    uid: str = value.strip()
+    if len(uid) > MAX_VISITOR_UID_LENGTH:
+        raise InvalidPayload(f"visitorUid is longer than {MAX_VISITOR_UID_LENGTH} characters")
+    if not uid.isprintable():
+        raise InvalidPayload("visitorUid contains control characters")
+    return uid
+
+
+def _optional_text(value: Any, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidPayload(f"{field} must be a string")
+    if len(value) > limit:
+        raise InvalidPayload(f"{field} is longer than {limit} characters")
+    return value
+
+
+def session_metadata(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidPayload("sessionMetadata must be an object")
+    history = value.get("urlHistory", [])
+    if history is None:
+        history = []
+    if not isinstance(history, list):
+        raise InvalidPayload("sessionMetadata.urlHistory must be a list")
+    if len(history) > MAX_URL_HISTORY:
+        raise InvalidPayload(f"sessionMetadata.urlHistory has more than {MAX_URL_HISTORY} entries")
+    entries = []
+    for entry in history:
+        if not isinstance(entry, dict):
+            raise InvalidPayload("sessionMetadata.urlHistory entries must be objects")
+        url = _optional_text(entry.get("url"), "urlHistory.url", MAX_URL_LENGTH)
+        if not url:
+            raise InvalidPayload("sessionMetadata.urlHistory entries need a url")
+        timestamp = entry.get("timestamp")
+        if timestamp is not None and (
+            isinstance(timestamp, bool) or not isinstance(timestamp, int | float | str)
+        ):
+            raise InvalidPayload("urlHistory.timestamp must be a number or a string")
+        entries.append(
+            {
+                "url": url,
+                "title": _optional_text(entry.get("title"), "urlHistory.title", MAX_TITLE_LENGTH),
+                "timestamp": timestamp,
+            }
+        )
+    return {
+        "referrer": _optional_text(value.get("referrer"), "referrer", MAX_URL_LENGTH),
+        "landingPage": _optional_text(value.get("landingPage"), "landingPage", MAX_URL_LENGTH),
+        "urlHistory": entries,
+    }
+
+
+def outgoing_message(payload: Any) -> OutgoingMessage:
+    """Validate ``sendMessage {content, tempId, sessionMetadata?}``."""
+    body = require_object(payload)
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise InvalidPayload("content must be a string")
+    content = content.strip()
+    if not content:
+        raise InvalidPayload("content is empty")
+    if len(content) > MAX_CONTENT_LENGTH:
+        raise InvalidPayload(f"content is longer than {MAX_CONTENT_LENGTH} characters")
+    temp_id = body.get("tempId")
+    if not isinstance(temp_id, str):
+        raise InvalidPayload("tempId must be a UUID string")
+    try:
+        temp_id = str(uuid.UUID(temp_id))
+    except ValueError:
+        raise InvalidPayload("tempId must be a UUID string") from None
+    return OutgoingMessage(
+        content=content,
+        temp_id=temp_id,
+        session_metadata=session_metadata(body.get("sessionMetadata")),
+    )

@@ -1,0 +1,148 @@
+"""Visitor sockets: connect, ``identify``, ``sendMessage``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from prometheus_client import Counter
+
+from gateway import validation
+from gateway.clients import ClientRegistry, VisitorClient
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidPayload,
+    NotIdentified,
+    RateLimited,
+    Unavailable,
+)
+from gateway.fanout import visitor_room
+from gateway.services import Services
+from persistence.errors import DatabaseUnavailable, NotFound
+from streams.errors import BrokerUnavailable
+from streams.events import VisitorMessage
+
+logger = logging.getLogger("parley.visitors")
+
+ACCEPTED = Counter(
+    "parley_gateway_messages_accepted_total", "Visitor messages the broker confirmed"
+)
+REJECTED = Counter("parley_gateway_messages_rejected_total", "Visitor messages refused", ["code"])
+
+
+class VisitorHandlers:
+    """Socket.IO handlers for the widget side."""
+
+    def __init__(
+        self, *, sio: Any, clients: ClientRegistry, services: Callable[[], Services]
+    ) -> None:
+        self._sio = sio
+        self._clients = clients
+        self._services = services
+
+    async def connect(self, sid: str, environ: Mapping[str, Any], auth: dict[str, Any]) -> None:
+        """Admit a widget whose project exists and whose Origin the project allows."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        raw_project = auth.get("projectId", (query.get("projectId") or [None])[0])
+        raw_uid = auth.get("visitorUid", (query.get("visitorUid") or [None])[0])
+        if raw_project is None:
+            raise InvalidPayload("projectId is required (auth or query string)")
+        project_id = validation.project_id(raw_project)
+        uid = validation.visitor_uid(raw_uid) if raw_uid is not None else None
+        services = self._services()
+        try:
+            project = await services.directory.get_project(project_id)
+        except NotFound:
+            raise Forbidden(f"project {project_id} does not exist") from None
+        except DatabaseUnavailable:
+            raise Unavailable("the service is temporarily unavailable; retry shortly") from None
+        origin = environ.get("HTTP_ORIGIN")
+        if not project.allows_origin(origin):
+            raise Forbidden(f"origin {origin or '(none)'} is not allowed for this project")
+        client = VisitorClient(project_id=project_id, visitor_uid=uid or "", identified=False)
+        self._clients.add(sid, client)
+        if uid is not None:
+            await self._bind(sid, client, uid)
+
+    async def _bind(self, sid: str, client: VisitorClient, uid: str) -> None:
+        if client.identified and client.visitor_uid != uid:
+            await self._sio.leave_room(sid, visitor_room(client.project_id, client.visitor_uid))
+        client.visitor_uid = uid
+        client.identified = True
+        await self._sio.enter_room(sid, visitor_room(client.project_id, uid))
+
+    def _visitor(self, sid: str) -> VisitorClient:
+        client = self._clients.get(sid)
+        if not isinstance(client, VisitorClient):
+            raise NotIdentified("this socket is not a visitor connection")
+        return client
+
+    async def identify(self, sid: str, *args: Any) -> dict[str, Any]:
+        """``identify {projectId, visitorUid}`` → ``conversationHistory {messages}``."""
+        try:
+            client = self._visitor(sid)
+            body = validation.require_object(validation.single_payload(args))
+            project_id = validation.project_id(body.get("projectId", client.project_id))
+            if project_id != client.project_id:
+                raise Forbidden("projectId differs from the one this socket connected with")
+            uid = validation.visitor_uid(body.get("visitorUid"))
+            await self._bind(sid, client, uid)
+            try:
+                messages = await self._services().history.visitor_history(
+                    project_id=project_id, visitor_uid=uid
+                )
+            except DatabaseUnavailable:
+                raise Unavailable("history is temporarily unavailable; retry shortly") from None
+        except GatewayError as exc:
+            return exc.as_ack()
+        await self._sio.emit("conversationHistory", {"messages": messages}, to=sid)
+        return {"ok": True}
+
+    async def send_message(self, sid: str, *args: Any) -> dict[str, Any]:
+        """``sendMessage`` → acked ``{"ok": true}`` once the broker confirmed the write."""
+        try:
+            client = self._visitor(sid)
+            if not client.identified:
+                raise NotIdentified("send identify {projectId, visitorUid} first")
+            message = validation.outgoing_message(validation.single_payload(args))
+            services = self._services()
+            subject = f"{client.project_id}:{client.visitor_uid}"
+            retry_after = await self._check_rate(services, subject)
+            if retry_after:
+                raise RateLimited(
+                    f"too many messages; retry in {retry_after}s", retryAfter=retry_after
+                )
+            event = VisitorMessage(
+                project_id=client.project_id,
+                visitor_uid=client.visitor_uid,
+                temp_id=message.temp_id,
+                content=message.content,
+                session_metadata=message.session_metadata,
+            )
+            try:
+                await services.producer.send_visitor_message(event)
+            except BrokerUnavailable:
+                raise Unavailable(
+                    "message not accepted: the queue is unavailable; retry with the same tempId"
+                ) from None
+        except GatewayError as exc:
+            REJECTED.labels(exc.code).inc()
+            return exc.as_ack()
+        ACCEPTED.inc()
+        return {"ok": True, "tempId": message.temp_id}
+
+    async def _check_rate(self, services: Services, subject: str) -> int:
+        try:
+            return await services.limiter.check(subject)
+        except Exception as exc:
+            # Fail open: a Redis outage must not stop visitors from reaching agents;
+            # the broker still bounds what is accepted.
+            logger.warning(
+                "rate limiter unavailable (%s); allowing",
+                type(exc).__name__,
+                extra={"action": "ratelimit.fail_open"},
+            )
+            return 0

@@ -1,0 +1,209 @@
+"""One typed settings object, read once from the environment and passed down.
+
+Every process (gateway, relay, Faust worker, CLI) calls :meth:`Settings.from_env`
+exactly once at start-up; nothing else in Parley reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = ".parley"
+DEFAULT_TOPIC_PREFIX = "parley."
+DEFAULT_EVENTS_CHANNEL = "parley:events"
+DEFAULT_WORKER_ID = "parley-worker"
+DEFAULT_TOPIC_PARTITIONS = 8
+DEFAULT_TOPIC_REPLICATION = 1  # 3 on a production Redpanda cluster
+DEFAULT_RATE_LIMIT_COUNT = 30  # messages per window
+DEFAULT_RATE_LIMIT_WINDOW = 60.0  # seconds
+# Redpanda and Kafka answer a fetch long-poll as soon as data arrives, so a long
+# wait costs nothing there; the embedded Tansu broker does not, so `parley run`
+# and the tests set PARLEY_KAFKA_FETCH_WAIT_MS=5 for it.
+DEFAULT_FETCH_WAIT = 500  # milliseconds
+DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # seconds
+DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
+DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
+DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
+SECRET_FILE = "secret.key"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number, got {raw!r}") from None
+
+
+def _optional(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(key, "").strip()
+    return value or None
+
+
+def load_secret(env: Mapping[str, str], data_dir: Path) -> Secret:
+    """PARLEY_SECRET, or a generated development key kept under the data folder."""
+    configured = _optional(env, "PARLEY_SECRET")
+    if configured is not None:
+        return Secret(configured)
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return Secret(path.read_text().strip())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once must agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return Secret(path.read_text().strip())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return Secret(value)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything Parley reads from its environment.
+
+    A URL left as ``None`` means "not configured": ``parley run`` and the tests
+    start an embedded service for it; the gateway, relay and worker refuse to
+    start without it.
+    """
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    secret: Secret = dataclasses.field(default_factory=lambda: Secret(secrets.token_urlsafe(48)))
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    events_channel: str = DEFAULT_EVENTS_CHANNEL
+    worker_id: str = DEFAULT_WORKER_ID
+    topic_partitions: int = DEFAULT_TOPIC_PARTITIONS
+    topic_replication: int = DEFAULT_TOPIC_REPLICATION
+    fetch_wait_ms: int = DEFAULT_FETCH_WAIT
+    rate_limit_count: int = DEFAULT_RATE_LIMIT_COUNT
+    rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    relay_poll_interval: float = DEFAULT_RELAY_POLL_INTERVAL
+    relay_batch_size: int = DEFAULT_RELAY_BATCH_SIZE
+    relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
+    relay_metrics_port: int | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("PARLEY_DATA_DIR") or DEFAULT_DATA_DIR)
+        return cls(
+            database_url=_optional(env, "DATABASE_URL"),
+            redis_url=_optional(env, "REDIS_URL"),
+            kafka_bootstrap_servers=_optional(env, "KAFKA_BOOTSTRAP_SERVERS"),
+            host=env.get("PARLEY_HOST") or DEFAULT_HOST,
+            port=_int(env, "PARLEY_PORT", DEFAULT_PORT),
+            secret=load_secret(env, data_dir),
+            data_dir=data_dir,
+            topic_prefix=env.get("PARLEY_TOPIC_PREFIX") or DEFAULT_TOPIC_PREFIX,
+            events_channel=env.get("PARLEY_EVENTS_CHANNEL") or DEFAULT_EVENTS_CHANNEL,
+            worker_id=env.get("PARLEY_WORKER_ID") or DEFAULT_WORKER_ID,
+            topic_partitions=_int(env, "PARLEY_TOPIC_PARTITIONS", DEFAULT_TOPIC_PARTITIONS),
+            topic_replication=_int(env, "PARLEY_TOPIC_REPLICATION", DEFAULT_TOPIC_REPLICATION),
+            fetch_wait_ms=_int(env, "PARLEY_KAFKA_FETCH_WAIT_MS", DEFAULT_FETCH_WAIT),
+            rate_limit_count=_int(env, "PARLEY_RATE_LIMIT_COUNT", DEFAULT_RATE_LIMIT_COUNT),
+            rate_limit_window=_float(env, "PARLEY_RATE_LIMIT_WINDOW", DEFAULT_RATE_LIMIT_WINDOW),
+            token_ttl=_int(env, "PARLEY_TOKEN_TTL", DEFAULT_TOKEN_TTL),
+            relay_poll_interval=_float(
+                env, "PARLEY_RELAY_POLL_INTERVAL", DEFAULT_RELAY_POLL_INTERVAL
+            ),
+            relay_batch_size=_int(env, "PARLEY_RELAY_BATCH_SIZE", DEFAULT_RELAY_BATCH_SIZE),
+            relay_max_attempts=_int(env, "PARLEY_RELAY_MAX_ATTEMPTS", DEFAULT_RELAY_MAX_ATTEMPTS),
+            relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
+            log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def require(self, *names: str) -> None:
+        """Fail with one sentence when a service URL this process needs is unset."""
+        env_names = {
+            "database_url": "DATABASE_URL",
+            "redis_url": "REDIS_URL",
+            "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+        }
+        for name in names:
+            if getattr(self, name) is None:
+                raise SettingsError(
+                    f"{env_names[name]} is not set: point it at the service, "
+                    "or use `make run`, which starts embedded services."
+                )
+
+    @property
+    def visitor_topic(self) -> str:
+        return f"{self.topic_prefix}visitor-messages"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic_prefix}visitor-messages.dead-letter"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL in the form SQLAlchemy's asyncpg dialect wants."""
+        self.require("database_url")
+        assert self.database_url is not None
+        return to_asyncpg_url(self.database_url)
+
+
+def to_asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise SettingsError(f"DATABASE_URL must be a postgresql:// URL, got scheme of {url[:12]!r}")
+
+
+def to_plain_url(url: str) -> str:
+    """DATABASE_URL in the libpq form (asyncpg.connect, psql)."""
+    return to_asyncpg_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)

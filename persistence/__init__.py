@@ -1,0 +1,1 @@
+"""Schema, message store, read queries, the outbox and its relay."""

@@ -1,0 +1,1 @@
+"""The Faust app, event records, topics and the persistence agent."""

@@ -1,0 +1,72 @@
+"""Producing events: acks=all, and a send returns only once the broker confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streams.errors import BrokerUnavailable
+from streams.events import VisitorMessage
+
+logger = logging.getLogger("parley.producer")
+
+REQUEST_TIMEOUT = 5_000  # milliseconds the broker has to confirm a write
+SEND_TIMEOUT = 8.0  # seconds a caller waits, metadata lookup included
+LINGER = 0  # milliseconds: a chat message should not wait for company
+
+
+class EventProducer(Protocol):
+    """What the gateway needs from the broker."""
+
+    async def send_visitor_message(self, event: VisitorMessage) -> None: ...
+
+
+class KafkaEventProducer:
+    """An aiokafka producer bound to Parley's topics."""
+
+    def __init__(self, *, bootstrap_servers: str, visitor_topic: str) -> None:
+        self._visitor_topic = visitor_topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            linger_ms=LINGER,
+            request_timeout_ms=REQUEST_TIMEOUT,
+            client_id="parley-gateway",
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except (KafkaError, OSError) as exc:
+            raise BrokerUnavailable(f"broker cannot be reached: {type(exc).__name__}") from exc
+        self.started = True
+
+    async def stop(self) -> None:
+        # stop() flushes what is in flight, so accepted messages are not dropped.
+        await self._producer.stop()
+        self.started = False
+
+    async def send_visitor_message(self, event: VisitorMessage) -> None:
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self._producer.send_and_wait(
+                    self._visitor_topic,
+                    value=event.to_json(),
+                    key=event.key,
+                    headers=event.headers,
+                )
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"broker did not confirm: {type(exc).__name__}") from exc
+
+    async def ping(self) -> None:
+        """Raise BrokerUnavailable unless the cluster answers a metadata request."""
+        try:
+            async with asyncio.timeout(2.0):
+                await self._producer.client.fetch_all_metadata()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"broker unavailable: {type(exc).__name__}") from exc
