@@ -1,0 +1,22 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from persistence.store import IncomingMessage
+
+
+def incoming(project_id: int, visitor_uid: str, content: str = "hello", **extra: Any) -> IncomingMessage:
+    return IncomingMessage(
+        project_id=project_id,
+        visitor_uid=visitor_uid,
+        temp_id=extra.pop("temp_id", str(uuid.uuid4())),
+        content=content,
+        **extra,
+    )
+
+
+def uid() -> str:
+    return f"visitor-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,121 @@
+"""The relay loop with real PostgreSQL NOTIFY and real Redis, including a Redis restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.embedded import EmbeddedRedis
+from parley.settings import Settings
+from persistence.directory import Directory
+from persistence.outbox import Outbox
+from persistence.relay import OutboxRelay, RedisPublisher
+from persistence.store import MessageStore
+from tests.factories import incoming, uid
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay) -> AsyncIterator[None]:
+    task = asyncio.create_task(relay.run(), name="test-relay")
+    try:
+        yield
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def collect(pubsub: aioredis.client.PubSub, count: int, timeout: float) -> list[dict]:
+    received: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(received) < count and time.monotonic() < deadline:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message is not None:
+            received.append(json.loads(message["data"]))
+    return received
+
+
+async def test_notify_wakes_the_relay_long_before_the_poll(
+    settings: Settings, engine: AsyncEngine, directory: Directory
+) -> None:
+    assert settings.redis_url and settings.database_url
+    client = aioredis.Redis.from_url(settings.redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(settings.events_channel)
+    relay = OutboxRelay(
+        outbox=Outbox(engine=engine),
+        publisher=RedisPublisher(client=client, channel=settings.events_channel),
+        database_url=settings.database_url,
+        poll_interval=30.0,
+        batch_size=50,
+        max_attempts=3,
+    )
+    project = await directory.create_project(name="p")
+    try:
+        async with running(relay):
+            await asyncio.sleep(0.5)  # the listener connects
+            started = time.monotonic()
+            await MessageStore(engine=engine).append([incoming(project.id, uid())])
+            received = await collect(pubsub, 1, timeout=5)
+            elapsed = time.monotonic() - started
+        assert len(received) == 1
+        assert elapsed < 2.0
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+class RecordingRedisPublisher(RedisPublisher):
+    """The real Redis publisher, noting what Redis accepted."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.accepted: list[dict] = []
+
+    async def publish(self, message: str) -> None:
+        await super().publish(message)
+        self.accepted.append(json.loads(message))
+
+
+async def test_relay_survives_a_redis_restart_without_losing_events(
+    settings: Settings, engine: AsyncEngine, directory: Directory, tmp_path: Path
+) -> None:
+    assert settings.database_url
+    redis_server = EmbeddedRedis(workdir=tmp_path / "redis")
+    redis_server.start()
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=1, socket_connect_timeout=1)
+    publisher = RecordingRedisPublisher(client=client, channel="events")
+    relay = OutboxRelay(
+        outbox=Outbox(engine=engine),
+        publisher=publisher,
+        database_url=settings.database_url,
+        poll_interval=0.2,
+        batch_size=50,
+        max_attempts=3,
+    )
+    project = await directory.create_project(name="p")
+    store = MessageStore(engine=engine)
+    try:
+        async with running(relay):
+            redis_server.stop()
+            visitor = uid()
+            await store.append([incoming(project.id, visitor, f"m{i}") for i in range(5)])
+            await asyncio.sleep(1.0)  # the relay fails and backs off meanwhile
+            assert await Outbox(engine=engine).pending() == 5
+            assert publisher.accepted == []
+            redis_server.start()
+            deadline = time.monotonic() + 10
+            while await Outbox(engine=engine).pending() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        assert [e["message"]["content"] for e in publisher.accepted] == [f"m{i}" for i in range(5)]
+        assert await Outbox(engine=engine).pending() == 0
+        assert await Outbox(engine=engine).parked() == []
+    finally:
+        await client.aclose()
+        redis_server.stop()

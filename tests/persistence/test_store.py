@@ -1,0 +1,122 @@
+"""The message store against a real PostgreSQL: idempotent, gapless, one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from persistence.directory import Directory
+from persistence.models import conversations, messages, outbox
+from persistence.store import MessageStore
+from tests.factories import incoming, uid
+
+
+async def count(engine: AsyncEngine, table: sa.Table) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+async def test_appends_with_gapless_seq_and_one_outbox_row_each(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    visitor = uid()
+    store = MessageStore(engine=engine)
+
+    first = await store.append([incoming(project.id, visitor, f"m{i}") for i in range(3)])
+    second = await store.append([incoming(project.id, visitor, f"m{i}") for i in range(3, 5)])
+
+    seqs = [m["seq"] for m in first.stored + second.stored]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert [m["content"] for m in first.stored + second.stored] == [f"m{i}" for i in range(5)]
+    assert await count(engine, outbox) == 5
+    shape = first.stored[0]
+    assert shape["fromCustomer"] is True and shape["senderType"] == "visitor"
+    assert shape["status"] == "sent" and shape["visitorUid"] == visitor
+    assert shape["createdAt"].endswith("Z")
+
+
+async def test_redelivered_messages_are_stored_once_without_outbox_rows(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    visitor = uid()
+    store = MessageStore(engine=engine)
+    batch = [incoming(project.id, visitor, f"m{i}") for i in range(3)]
+
+    await store.append(batch)
+    again = await store.append(batch + [batch[0]])
+
+    assert again.stored == []
+    assert again.duplicates == 4
+    assert await count(engine, messages) == 3
+    assert await count(engine, outbox) == 3
+
+
+async def test_duplicate_inside_one_batch_is_stored_once(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    message = incoming(project.id, uid())
+    result = await MessageStore(engine=engine).append([message, message])
+    assert [m["seq"] for m in result.stored] == [1]
+    assert result.duplicates == 1
+
+
+async def test_concurrent_writers_keep_seq_gapless(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    """Two workers (a rebalance zombie and its successor) writing one conversation."""
+    project = await directory.create_project(name="p")
+    visitor = uid()
+    store = MessageStore(engine=engine)
+    batches = [[incoming(project.id, visitor, f"{w}-{i}") for i in range(5)] for w in range(4)]
+
+    await asyncio.gather(*(store.append(batch) for batch in batches))
+
+    async with engine.connect() as conn:
+        seqs = (await conn.execute(sa.select(messages.c.seq).order_by(messages.c.seq))).scalars()
+        assert list(seqs) == list(range(1, 21))
+        open_conversations = await conn.scalar(sa.select(sa.func.count()).select_from(conversations))
+    assert open_conversations == 1
+
+
+async def test_conversation_summary_and_session_metadata(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    visitor = uid()
+    metadata = {"referrer": "https://search.example", "landingPage": "/pricing", "urlHistory": []}
+    await MessageStore(engine=engine).append(
+        [incoming(project.id, visitor, "first"), incoming(project.id, visitor, "x" * 500, session_metadata=metadata)]
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(conversations))).one()
+    assert row.last_seq == 2
+    assert row.unread_count == 2
+    assert row.last_message_snippet == "x" * 120
+    assert row.session_metadata == metadata
+
+
+async def test_messages_of_unknown_projects_are_returned_not_stored(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    good, bad = incoming(project.id, uid()), incoming(project.id + 1000, uid())
+    result = await MessageStore(engine=engine).append([good, bad])
+    assert [m["tempId"] for m in result.stored] == [good.temp_id]
+    assert result.unknown_project == [bad]
+
+
+async def test_visitors_of_one_batch_get_their_own_conversations(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    a, b = uid(), uid()
+    result = await MessageStore(engine=engine).append(
+        [incoming(project.id, a), incoming(project.id, b), incoming(project.id, a)]
+    )
+    by_visitor = {(m["visitorUid"], m["seq"]) for m in result.stored}
+    assert by_visitor == {(a, 1), (a, 2), (b, 1)}
