@@ -50,7 +50,10 @@ def create_socket_server(*, services: Callable[[], Services]) -> socketio.AsyncS
                 await visitors.connect(sid, environ, credentials)
         except GatewayError as exc:
             logger.info("refused a connection: %s", exc.message, extra={"action": "socket.refused"})
-            raise socketio.exceptions.ConnectionRefusedError(exc.as_ack()["error"]) from None
+            # The client sees err.message and err.data = {code, message}.
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, exc.as_ack()["error"]
+            ) from None
         CONNECTED.inc()
 
     async def disconnect(sid: str, *_: Any) -> None:

@@ -8,7 +8,9 @@ from typing import Any
 from persistence.store import IncomingMessage
 
 
-def incoming(project_id: int, visitor_uid: str, content: str = "hello", **extra: Any) -> IncomingMessage:
+def incoming(
+    project_id: int, visitor_uid: str, content: str = "hello", **extra: Any
+) -> IncomingMessage:
     return IncomingMessage(
         project_id=project_id,
         visitor_uid=visitor_uid,

@@ -31,7 +31,9 @@ async def test_publishes_in_order_and_deletes(engine: AsyncEngine, directory: Di
     report = await outbox.relay_batch(publisher, batch_size=100, max_attempts=3)
 
     assert report.published == 6
-    assert [e["eventId"] for e in publisher.events] == sorted(e["eventId"] for e in publisher.events)
+    assert [e["eventId"] for e in publisher.events] == sorted(
+        e["eventId"] for e in publisher.events
+    )
     assert {e["type"] for e in publisher.events} == {"message.created"}
     assert await outbox.pending() == 0
 

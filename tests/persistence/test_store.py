@@ -47,7 +47,7 @@ async def test_redelivered_messages_are_stored_once_without_outbox_rows(
     batch = [incoming(project.id, visitor, f"m{i}") for i in range(3)]
 
     await store.append(batch)
-    again = await store.append(batch + [batch[0]])
+    again = await store.append([*batch, batch[0]])
 
     assert again.stored == []
     assert again.duplicates == 4
@@ -79,7 +79,9 @@ async def test_concurrent_writers_keep_seq_gapless(
     async with engine.connect() as conn:
         seqs = (await conn.execute(sa.select(messages.c.seq).order_by(messages.c.seq))).scalars()
         assert list(seqs) == list(range(1, 21))
-        open_conversations = await conn.scalar(sa.select(sa.func.count()).select_from(conversations))
+        open_conversations = await conn.scalar(
+            sa.select(sa.func.count()).select_from(conversations)
+        )
     assert open_conversations == 1
 
 
@@ -90,7 +92,10 @@ async def test_conversation_summary_and_session_metadata(
     visitor = uid()
     metadata = {"referrer": "https://search.example", "landingPage": "/pricing", "urlHistory": []}
     await MessageStore(engine=engine).append(
-        [incoming(project.id, visitor, "first"), incoming(project.id, visitor, "x" * 500, session_metadata=metadata)]
+        [
+            incoming(project.id, visitor, "first"),
+            incoming(project.id, visitor, "x" * 500, session_metadata=metadata),
+        ]
     )
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(conversations))).one()
