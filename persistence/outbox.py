@@ -2,20 +2,21 @@
 
 Rows are claimed with ``FOR UPDATE SKIP LOCKED``, never by "highest id seen", so a
 row whose transaction commits late is still found. When several relays run, a
-relay publishes a conversation's rows only if it holds that conversation's
-oldest pending row; otherwise another relay is mid-way through earlier events of
-that conversation and this relay leaves the rest to a later round, so one
-conversation's events are never reordered.
+relay publishes a conversation's rows only as far as it holds an unbroken run
+from that conversation's oldest pending row; past a row another relay holds,
+it leaves the rest to a later round, so one conversation's events are never
+reordered.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence.errors import PersistenceError, wrap_errors
 from persistence.models import outbox
@@ -79,29 +80,14 @@ class Outbox:
             if not claimed:
                 return BatchReport(claimed=0, published=0, deferred=0, failed=0, parked=0)
 
-            ours_first: dict[int, int] = {}
-            for row in claimed:
-                ours_first.setdefault(row.conversation_id, row.id)
-            # Locked rows are still visible: an older pending row we did not get means
-            # another relay holds it, so this conversation waits.
-            heads = await conn.execute(
-                sa.select(outbox.c.conversation_id, sa.func.min(outbox.c.id))
-                .where(
-                    outbox.c.parked_at.is_(None),
-                    outbox.c.conversation_id.in_(list(ours_first)),
-                )
-                .group_by(outbox.c.conversation_id)
-            )
-            oldest = {conversation: first for conversation, first in heads}
-            blocked = {
-                conv for conv, first in ours_first.items() if oldest.get(conv, first) < first
-            }
+            publishable = await self._in_order(conn, claimed)
 
             published: list[int] = []
             failures: list[tuple[Any, str]] = []
             deferred = 0
+            blocked: set[int] = set()
             for row in claimed:
-                if row.conversation_id in blocked:
+                if row.id not in publishable or row.conversation_id in blocked:
                     deferred += 1
                     continue
                 try:
@@ -138,6 +124,34 @@ class Outbox:
             failed=len(failures),
             parked=parked,
         )
+
+    async def _in_order(self, conn: AsyncConnection, claimed: Sequence[Any]) -> set[int]:
+        """The claimed ids that may go out now without overtaking another relay's rows.
+
+        Per conversation, walk its pending rows in id order (rows locked by other
+        relays are still visible) and keep ours up to the first one we do not hold.
+        """
+        ours = {row.id for row in claimed}
+        conversations = {row.conversation_id for row in claimed}
+        pending = await conn.execute(
+            sa.select(outbox.c.conversation_id, outbox.c.id)
+            .where(
+                outbox.c.parked_at.is_(None),
+                outbox.c.conversation_id.in_(conversations),
+                outbox.c.id <= max(ours),
+            )
+            .order_by(outbox.c.id)
+        )
+        allowed: set[int] = set()
+        stopped: set[int] = set()
+        for conversation, row_id in pending:
+            if conversation in stopped:
+                continue
+            if row_id in ours:
+                allowed.add(row_id)
+            else:
+                stopped.add(conversation)
+        return allowed
 
     async def pending(self) -> int:
         async with wrap_errors(), self._engine.connect() as conn:

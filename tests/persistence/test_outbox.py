@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence.database import create_engine
 from persistence.directory import Directory
+from persistence.models import outbox
 from persistence.outbox import Outbox, PublishUnavailable
 from persistence.store import MessageStore
 from tests.factories import incoming, uid
@@ -89,8 +91,9 @@ async def test_failed_row_holds_back_later_rows_of_its_conversation(
     assert [e["message"]["seq"] for e in publisher.events] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("batch_size", [3, 7, 16])
 async def test_two_relays_never_reorder_a_conversation(
-    engine: AsyncEngine, directory: Directory, settings: object
+    engine: AsyncEngine, directory: Directory, batch_size: int
 ) -> None:
     await seed(engine, directory, visitors=5, each=20)
     log: list[dict[str, object]] = []
@@ -108,7 +111,7 @@ async def test_two_relays_never_reorder_a_conversation(
         publisher = Shared(delay=0.001)
         idle = 0
         while idle < 3:
-            report = await outbox.relay_batch(publisher, batch_size=7, max_attempts=3)
+            report = await outbox.relay_batch(publisher, batch_size=batch_size, max_attempts=3)
             idle = idle + 1 if report.claimed == 0 else 0
             await asyncio.sleep(0)
 
@@ -126,3 +129,26 @@ async def test_two_relays_never_reorder_a_conversation(
         by_conversation.setdefault(message["conversationId"], []).append(message["seq"])
     for seqs in by_conversation.values():
         assert seqs == list(range(1, 21))
+
+
+async def test_rows_past_another_relays_row_wait_their_turn(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    """Another relay holds seq 2: this relay may send seq 1, but not 3 and 4 yet."""
+    await seed(engine, directory, visitors=1, each=4)
+    async with engine.connect() as conn:
+        ids = (await conn.execute(sa.select(outbox.c.id).order_by(outbox.c.id))).scalars().all()
+    publisher = RecordingPublisher()
+    relay = Outbox(engine=engine)
+
+    async with engine.connect() as other_relay:
+        await other_relay.execute(
+            sa.select(outbox.c.id).where(outbox.c.id == ids[1]).with_for_update()
+        )
+        report = await relay.relay_batch(publisher, batch_size=10, max_attempts=3)
+        assert [e["message"]["seq"] for e in publisher.events] == [1]
+        assert report.deferred == 2
+        await other_relay.rollback()
+
+    await relay.relay_batch(publisher, batch_size=10, max_attempts=3)
+    assert [e["message"]["seq"] for e in publisher.events] == [1, 2, 3, 4]
