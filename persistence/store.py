@@ -5,25 +5,118 @@ conversation, inserts the new messages with the conversation's next gapless
 ``seq``, updates the conversation summary and writes one outbox row per newly
 stored message, then NOTIFYs the relay. A redelivered message (same
 conversation and tempId) is recognised and stores nothing, not even an outbox row.
+
+Every step is one set-based statement over the whole batch (arrays in, rows
+out), so a batch costs the same eight round trips whether it holds one visitor
+or two hundred; the statements' text never changes, so they stay prepared.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence.errors import wrap_errors
-from persistence.models import conversations, messages, outbox, projects, visitors
 
 OUTBOX_CHANNEL = "parley_outbox"  # the NOTIFY channel the relay LISTENs on
 SNIPPET_LENGTH = 120  # characters
 MESSAGE_CREATED = "message.created"
+
+KNOWN_PROJECTS = sa.text("SELECT id FROM projects WHERE id = ANY(CAST(:ids AS bigint[]))")
+
+UPSERT_VISITORS = sa.text(
+    """
+    INSERT INTO visitors (project_id, uid)
+    SELECT * FROM unnest(CAST(:project_ids AS bigint[]), CAST(:uids AS text[]))
+    ON CONFLICT (project_id, uid) DO UPDATE SET last_seen_at = now()
+    RETURNING id, project_id, uid
+    """
+)
+
+# Locked in id order, so two workers sharing visitors cannot deadlock; the lock
+# also serialises seq assignment per conversation.
+LOCK_OPEN_CONVERSATIONS = sa.text(
+    """
+    SELECT id, visitor_id, last_seq FROM conversations
+    WHERE visitor_id = ANY(CAST(:visitor_ids AS bigint[])) AND status = 'open'
+    ORDER BY id
+    FOR UPDATE
+    """
+)
+
+CREATE_OPEN_CONVERSATIONS = sa.text(
+    """
+    INSERT INTO conversations (project_id, visitor_id, status)
+    SELECT project_id, visitor_id, 'open'
+    FROM unnest(CAST(:project_ids AS bigint[]), CAST(:visitor_ids AS bigint[]))
+        AS t(project_id, visitor_id)
+    ON CONFLICT (visitor_id) WHERE status = 'open' DO NOTHING
+    RETURNING id, visitor_id, last_seq
+    """
+)
+
+EXISTING_MESSAGES = sa.text(
+    """
+    SELECT m.conversation_id, m.temp_id::text AS temp_id
+    FROM messages m
+    JOIN unnest(CAST(:conversation_ids AS bigint[]), CAST(:temp_ids AS uuid[]))
+        AS t(conversation_id, temp_id)
+      ON m.conversation_id = t.conversation_id AND m.temp_id = t.temp_id
+    """
+)
+
+INSERT_MESSAGES = sa.text(
+    """
+    INSERT INTO messages (conversation_id, project_id, seq, temp_id, content,
+                          sender_type, from_customer, status, created_at)
+    SELECT t.conversation_id, t.project_id, t.seq, t.temp_id, t.content,
+           'visitor', true, 'sent', clock_timestamp()
+    FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:project_ids AS bigint[]),
+                CAST(:seqs AS integer[]), CAST(:temp_ids AS uuid[]), CAST(:contents AS text[]))
+        WITH ORDINALITY AS t(conversation_id, project_id, seq, temp_id, content, ord)
+    ORDER BY t.ord
+    RETURNING id, conversation_id, project_id, seq, temp_id::text AS temp_id, content,
+              sender_type, from_customer, status, created_at
+    """
+)
+
+UPDATE_CONVERSATIONS = sa.text(
+    """
+    UPDATE conversations c
+    SET last_seq = u.last_seq,
+        last_message_id = m.id,
+        last_message_at = m.created_at,
+        last_message_snippet = left(m.content, :snippet_length),
+        unread_count = c.unread_count + u.added,
+        session_metadata = COALESCE(CAST(u.metadata AS jsonb), c.session_metadata),
+        updated_at = now()
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:last_seqs AS integer[]),
+                CAST(:message_ids AS bigint[]), CAST(:added AS integer[]),
+                CAST(:metadata AS text[]))
+        AS u(id, last_seq, message_id, added, metadata)
+    JOIN messages m ON m.id = u.message_id
+    WHERE c.id = u.id
+    """
+)
+
+# Rows are fed in seq order, so outbox ids follow seq within a conversation.
+INSERT_OUTBOX = sa.text(
+    """
+    INSERT INTO outbox (conversation_id, event_type, payload)
+    SELECT t.conversation_id, :event_type, CAST(t.payload AS jsonb)
+    FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:payloads AS text[]))
+        WITH ORDINALITY AS t(conversation_id, payload, ord)
+    ORDER BY t.ord
+    """
+)
+
+NOTIFY = sa.text("SELECT pg_notify(:channel, '')")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,6 +158,15 @@ def message_shape(row: Any, *, visitor_uid: str) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass
+class _Conversation:
+    id: int
+    project_id: int
+    visitor_uid: str
+    last_seq: int
+    fresh: list[IncomingMessage] = dataclasses.field(default_factory=list)
+
+
 class MessageStore:
     """Writes messages; see the module docstring for the transaction it runs."""
 
@@ -75,152 +177,152 @@ class MessageStore:
         if not batch:
             return AppendResult(stored=[], duplicates=0, unknown_project=[])
         async with wrap_errors(), self._engine.begin() as conn:
-            known = await self._known_projects(conn, {m.project_id for m in batch})
-            groups: dict[tuple[int, str], list[IncomingMessage]] = {}
-            unknown: list[IncomingMessage] = []
-            for message in batch:
-                if message.project_id not in known:
-                    unknown.append(message)
-                else:
-                    groups.setdefault((message.project_id, message.visitor_uid), []).append(message)
-            stored: list[dict[str, Any]] = []
-            duplicates = 0
-            # A fixed lock order keeps two workers that share visitors from deadlocking.
-            for (project_id, visitor_uid), group in sorted(groups.items()):
-                added, dupes = await self._append_visitor(conn, project_id, visitor_uid, group)
-                stored.extend(added)
-                duplicates += dupes
+            known = set(
+                (
+                    await conn.execute(
+                        KNOWN_PROJECTS, {"ids": sorted({m.project_id for m in batch})}
+                    )
+                ).scalars()
+            )
+            unknown = [m for m in batch if m.project_id not in known]
+            accepted = [m for m in batch if m.project_id in known]
+            if not accepted:
+                return AppendResult(stored=[], duplicates=0, unknown_project=unknown)
+            by_key = await self._open_conversations(conn, accepted)
+            duplicates = await self._pick_fresh(conn, accepted, by_key)
+            stored = await self._insert(conn, list(by_key.values()))
             if stored:
                 # Delivered at commit, so the relay never wakes before the rows are visible.
-                await conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
+                await conn.execute(NOTIFY, {"channel": OUTBOX_CHANNEL})
         return AppendResult(stored=stored, duplicates=duplicates, unknown_project=unknown)
 
-    async def _known_projects(self, conn: AsyncConnection, ids: set[int]) -> set[int]:
-        rows = await conn.execute(sa.select(projects.c.id).where(projects.c.id.in_(ids)))
-        return {row.id for row in rows}
-
-    async def _append_visitor(
-        self,
-        conn: AsyncConnection,
-        project_id: int,
-        visitor_uid: str,
-        group: list[IncomingMessage],
-    ) -> tuple[list[dict[str, Any]], int]:
-        visitor_id = (
+    async def _open_conversations(
+        self, conn: AsyncConnection, messages: list[IncomingMessage]
+    ) -> dict[tuple[int, str], _Conversation]:
+        """Upsert the visitors and lock (creating where missing) their open conversations."""
+        keys = sorted({(m.project_id, m.visitor_uid) for m in messages})
+        visitors = (
             await conn.execute(
-                insert(visitors)
-                .values(project_id=project_id, uid=visitor_uid)
-                .on_conflict_do_update(
-                    index_elements=[visitors.c.project_id, visitors.c.uid],
-                    set_={"last_seen_at": sa.func.now()},
-                )
-                .returning(visitors.c.id)
-            )
-        ).scalar_one()
-        conversation = await self._lock_open_conversation(conn, project_id, visitor_id)
-
-        # The conversation row is locked, so nobody else inserts here until we commit:
-        # the pre-check is exact. Were it not, the unique keys would abort the whole
-        # transaction (and the agent retries it) rather than leave a gap in seq.
-        wanted = list(dict.fromkeys(m.temp_id for m in group))
-        existing = set(
-            (
-                await conn.execute(
-                    sa.select(messages.c.temp_id).where(
-                        messages.c.conversation_id == conversation.id,
-                        messages.c.temp_id.in_(wanted),
-                    )
-                )
-            ).scalars()
-        )
-        fresh: list[IncomingMessage] = []
-        seen = set(existing)
-        for message in group:
-            if message.temp_id not in seen:
-                seen.add(message.temp_id)
-                fresh.append(message)
-        duplicates = len(group) - len(fresh)
-        if not fresh:
-            return [], duplicates
-
-        rows = (
-            await conn.execute(
-                insert(messages)
-                .values(
-                    [
-                        {
-                            "conversation_id": conversation.id,
-                            "project_id": project_id,
-                            "seq": conversation.last_seq + offset,
-                            "temp_id": message.temp_id,
-                            "content": message.content,
-                            "sender_type": "visitor",
-                            "from_customer": True,
-                            "status": "sent",
-                            "created_at": sa.func.clock_timestamp(),
-                        }
-                        for offset, message in enumerate(fresh, start=1)
-                    ]
-                )
-                .returning(*messages.c)
+                UPSERT_VISITORS,
+                {"project_ids": [k[0] for k in keys], "uids": [k[1] for k in keys]},
             )
         ).all()
-        rows = sorted(rows, key=lambda row: row.seq)
-        shapes = [message_shape(row, visitor_uid=visitor_uid) for row in rows]
-        last = rows[-1]
-        metadata = next(
-            (m.session_metadata for m in reversed(fresh) if m.session_metadata is not None),
-            None,
-        )
-        changes: dict[str, Any] = {
-            "last_seq": last.seq,
-            "last_message_id": last.id,
-            "last_message_at": last.created_at,
-            "last_message_snippet": last.content[:SNIPPET_LENGTH],
-            "unread_count": conversations.c.unread_count + len(rows),
-            "updated_at": sa.func.now(),
+        visitor_key = {row.id: (row.project_id, row.uid) for row in visitors}
+        visitor_ids = sorted(visitor_key)
+        found = {
+            row.visitor_id: row
+            for row in await conn.execute(LOCK_OPEN_CONVERSATIONS, {"visitor_ids": visitor_ids})
         }
-        if metadata is not None:
-            changes["session_metadata"] = metadata
-        await conn.execute(
-            conversations.update().where(conversations.c.id == conversation.id).values(**changes)
-        )
-        await conn.execute(
-            outbox.insert(),
-            [
-                {
-                    "conversation_id": conversation.id,
-                    "event_type": MESSAGE_CREATED,
-                    "payload": {"type": MESSAGE_CREATED, "message": shape},
-                }
-                for shape in shapes
-            ],
-        )
-        return shapes, duplicates
-
-    async def _lock_open_conversation(
-        self, conn: AsyncConnection, project_id: int, visitor_id: int
-    ) -> Any:
-        select_open = (
-            sa.select(conversations.c.id, conversations.c.last_seq)
-            .where(conversations.c.visitor_id == visitor_id, conversations.c.status == "open")
-            .with_for_update()
-        )
-        row = (await conn.execute(select_open)).one_or_none()
-        if row is not None:
-            return row
-        created = (
-            await conn.execute(
-                insert(conversations)
-                .values(project_id=project_id, visitor_id=visitor_id, status="open")
-                .on_conflict_do_nothing(
-                    index_elements=[conversations.c.visitor_id],
-                    index_where=sa.text("status = 'open'"),
-                )
-                .returning(conversations.c.id, conversations.c.last_seq)
+        missing = [v for v in visitor_ids if v not in found]
+        if missing:
+            created = await conn.execute(
+                CREATE_OPEN_CONVERSATIONS,
+                {"project_ids": [visitor_key[v][0] for v in missing], "visitor_ids": missing},
             )
-        ).one_or_none()
-        if created is not None:
-            return created
-        # Another transaction created it between our SELECT and INSERT: lock theirs.
-        return (await conn.execute(select_open)).one()
+            found.update({row.visitor_id: row for row in created})
+            raced = [v for v in missing if v not in found]
+            if raced:
+                # Another transaction created these between our SELECT and INSERT.
+                again = await conn.execute(LOCK_OPEN_CONVERSATIONS, {"visitor_ids": raced})
+                found.update({row.visitor_id: row for row in again})
+        return {
+            visitor_key[visitor_id]: _Conversation(
+                id=row.id,
+                project_id=visitor_key[visitor_id][0],
+                visitor_uid=visitor_key[visitor_id][1],
+                last_seq=row.last_seq,
+            )
+            for visitor_id, row in found.items()
+        }
+
+    async def _pick_fresh(
+        self,
+        conn: AsyncConnection,
+        messages: list[IncomingMessage],
+        by_key: dict[tuple[int, str], _Conversation],
+    ) -> int:
+        """Queue each message not yet stored on its conversation; count the rest."""
+        # The conversations are locked, so nobody else inserts into them until we
+        # commit: this check is exact. Were it not, the unique keys would abort the
+        # whole transaction (and the agent retries it) rather than leave a gap in seq.
+        existing = {
+            (row.conversation_id, row.temp_id)
+            for row in await conn.execute(
+                EXISTING_MESSAGES,
+                {
+                    "conversation_ids": [
+                        by_key[(m.project_id, m.visitor_uid)].id for m in messages
+                    ],
+                    "temp_ids": [m.temp_id for m in messages],
+                },
+            )
+        }
+        duplicates = 0
+        for message in messages:
+            conversation = by_key[(message.project_id, message.visitor_uid)]
+            key = (conversation.id, message.temp_id)
+            if key in existing:
+                duplicates += 1
+                continue
+            existing.add(key)
+            conversation.fresh.append(message)
+        return duplicates
+
+    async def _insert(
+        self, conn: AsyncConnection, conversations: list[_Conversation]
+    ) -> list[dict[str, Any]]:
+        planned = [
+            (conversation, conversation.last_seq + offset, message)
+            for conversation in conversations
+            for offset, message in enumerate(conversation.fresh, start=1)
+        ]
+        if not planned:
+            return []
+        rows = (
+            await conn.execute(
+                INSERT_MESSAGES,
+                {
+                    "conversation_ids": [c.id for c, _, _ in planned],
+                    "project_ids": [c.project_id for c, _, _ in planned],
+                    "seqs": [seq for _, seq, _ in planned],
+                    "temp_ids": [m.temp_id for _, _, m in planned],
+                    "contents": [m.content for _, _, m in planned],
+                },
+            )
+        ).all()
+        by_id = {c.id: c for c in conversations}
+        rows = sorted(rows, key=lambda row: (row.conversation_id, row.seq))
+        shapes = [
+            message_shape(row, visitor_uid=by_id[row.conversation_id].visitor_uid) for row in rows
+        ]
+        last_row = {row.conversation_id: row for row in rows}
+        touched = [c for c in conversations if c.fresh]
+        await conn.execute(
+            UPDATE_CONVERSATIONS,
+            {
+                "ids": [c.id for c in touched],
+                "last_seqs": [last_row[c.id].seq for c in touched],
+                "message_ids": [last_row[c.id].id for c in touched],
+                "added": [len(c.fresh) for c in touched],
+                "metadata": [_latest_metadata(c.fresh) for c in touched],
+                "snippet_length": SNIPPET_LENGTH,
+            },
+        )
+        await conn.execute(
+            INSERT_OUTBOX,
+            {
+                "conversation_ids": [shape["conversationId"] for shape in shapes],
+                "payloads": [
+                    json.dumps({"type": MESSAGE_CREATED, "message": shape}) for shape in shapes
+                ],
+                "event_type": MESSAGE_CREATED,
+            },
+        )
+        return shapes
+
+
+def _latest_metadata(messages: list[IncomingMessage]) -> str | None:
+    for message in reversed(messages):
+        if message.session_metadata is not None:
+            return json.dumps(message.session_metadata)
+    return None

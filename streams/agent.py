@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import sqlalchemy.exc
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from parley.settings import Settings
 from persistence.backoff import Backoff
@@ -31,6 +32,7 @@ CONFLICT_RETRIES = 5  # attempts when concurrent writers collide on a unique key
 
 STORED = Counter("parley_agent_messages_stored_total", "Messages stored by the agent")
 DUPLICATES = Counter("parley_agent_duplicates_total", "Redelivered messages recognised")
+BATCH_SECONDS = Histogram("parley_agent_batch_seconds", "Time to store one batch")
 DEAD_LETTERS = Counter("parley_agent_dead_letters_total", "Events sent to the dead-letter topic")
 
 
@@ -108,6 +110,7 @@ def install_persistence_agent(app: Any, settings: Settings) -> Any:
         worker = PersistenceWorker(store=MessageStore(engine=engine))
         try:
             async for raw_batch in stream.take(BATCH_SIZE, within=BATCH_WINDOW):
+                began = time.perf_counter()
                 batch: list[IncomingMessage] = []
                 for raw in raw_batch:
                     try:
@@ -115,6 +118,8 @@ def install_persistence_agent(app: Any, settings: Settings) -> Any:
                     except InvalidEvent as exc:
                         await dead_letter(dead_letters, raw, str(exc))
                 result = await worker.store_batch(batch)
+                BATCH_SECONDS.observe(time.perf_counter() - began)
+                logger.info("batch %d in %.1f ms", len(batch), (time.perf_counter() - began) * 1000)
                 for message in result.unknown_project:
                     await dead_letter(
                         dead_letters,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import os
 import statistics
 import tempfile
@@ -60,7 +61,7 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
     services = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x"}), workdir)
     cluster: Cluster | None = None
     try:
-        services.create_template()
+        await asyncio.to_thread(services.create_template)
         database = await services.clone_template()
         settings = Settings(
             database_url=services.database_url(database),
@@ -100,12 +101,14 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
 
         emitted: dict[str, float] = {}
         acked: dict[str, float] = {}
+        wall: dict[str, float] = {}
         total = int(rate * duration)
 
         async def send_one(index: int, start: float) -> None:
             await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
             temp_id = str(uuid.uuid4())
             emitted[temp_id] = time.perf_counter()
+            wall[temp_id] = time.time()
             ack = await tabs[index % visitors].call(
                 "sendMessage", {"content": f"bench {index}", "tempId": temp_id}
             )
@@ -117,10 +120,16 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
         await asyncio.gather(*(send_one(i, start) for i in range(total)))
         await dash.wait_for("newMessage", warmup + total, timeout=60)
         arrivals = {data["tempId"]: at for at, data in dash.received["newMessage"][warmup:]}
+        stored_at = {
+            data["tempId"]: datetime.datetime.fromisoformat(data["createdAt"]).timestamp()
+            for _, data in dash.received["newMessage"][warmup:]
+        }
         ack_ms = [(acked[t] - emitted[t]) * 1000 for t in acked]
         e2e_ms = [(arrivals[t] - emitted[t]) * 1000 for t in arrivals if t in emitted]
+        store_ms = [(stored_at[t] - wall[t]) * 1000 for t in stored_at if t in wall]
         print()
         print(describe("emit -> ack (broker)", ack_ms))
+        print(describe("emit -> stored (commit)", store_ms))
         print(describe("emit -> dashboard", e2e_ms))
         print(f"delivered {len(e2e_ms)}/{total}, acked {len(ack_ms)}/{total}")
         print(
@@ -135,7 +144,7 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
     finally:
         if cluster is not None:
             cluster.stop()
-        services.stop()
+        await asyncio.to_thread(services.stop)
 
 
 def main() -> None:
@@ -143,7 +152,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE)
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION)
     parser.add_argument("--visitors", type=int, default=DEFAULT_VISITORS)
+    parser.add_argument("--workdir", type=Path, help="keep services' data and logs here")
     args = parser.parse_args()
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run(args.rate, args.duration, args.visitors, args.workdir.resolve()))
+        return
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as workdir:
         asyncio.run(run(args.rate, args.duration, args.visitors, Path(workdir)))
 

@@ -125,3 +125,23 @@ async def test_visitors_of_one_batch_get_their_own_conversations(
     )
     by_visitor = {(m["visitorUid"], m["seq"]) for m in result.stored}
     assert by_visitor == {(a, 1), (a, 2), (b, 1)}
+
+
+async def test_outbox_ids_follow_seq_within_each_conversation(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    """The relay publishes in outbox id order, so ids must follow seq."""
+    project = await directory.create_project(name="p")
+    visitors = [uid() for _ in range(5)]
+    store = MessageStore(engine=engine)
+    for round_ in range(4):
+        await store.append(
+            [incoming(project.id, v, f"{v}:{round_}:{i}") for i in range(7) for v in visitors]
+        )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox).order_by(outbox.c.id))).all()
+    by_conversation: dict[int, list[int]] = {}
+    for row in rows:
+        by_conversation.setdefault(row.conversation_id, []).append(row.payload["message"]["seq"])
+    assert len(by_conversation) == 5
+    assert all(seqs == list(range(1, 29)) for seqs in by_conversation.values())
