@@ -132,7 +132,7 @@ class VisitorHandlers:
             REJECTED.labels(exc.code).inc()
             return exc.as_ack()
         ACCEPTED.inc()
-        return {"ok": True, "tempId": message.temp_id}
+        return {"ok": True}
 
     async def _check_rate(self, services: Services, subject: str) -> int:
         try:

@@ -119,7 +119,12 @@ def install_persistence_agent(app: Any, settings: Settings) -> Any:
                         await dead_letter(dead_letters, raw, str(exc))
                 result = await worker.store_batch(batch)
                 BATCH_SECONDS.observe(time.perf_counter() - began)
-                logger.info("batch %d in %.1f ms", len(batch), (time.perf_counter() - began) * 1000)
+                logger.debug(
+                    "stored a batch of %d in %.1f ms",
+                    len(batch),
+                    (time.perf_counter() - began) * 1000,
+                    extra={"action": "agent.batch"},
+                )
                 for message in result.unknown_project:
                     await dead_letter(
                         dead_letters,
