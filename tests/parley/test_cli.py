@@ -1,0 +1,89 @@
+"""The ``parley`` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from parley.embedded import free_port
+from parley.settings import Settings
+from tests.services import ServiceSet, settings_env
+
+
+def parley(settings: Settings | None, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "KAFKA_"))
+    }
+    if settings is not None:
+        base.update(settings_env(settings))
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "parley.cli", *args],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_project_and_agent_create_print_json(settings: Settings) -> None:
+    created = parley(
+        settings, "project", "create", "--name", "Acme", "--origin", "https://a.example/"
+    )
+    assert created.returncode == 0, created.stderr
+    project = json.loads(created.stdout)
+    assert project["name"] == "Acme" and project["origins"] == ["https://a.example"]
+
+    agent = json.loads(
+        parley(
+            settings, "agent", "create", "--project", str(project["id"]), "--email", "a@b.c"
+        ).stdout
+    )
+    assert agent["token"].count(".") == 1
+    second = parley(settings, "project", "create", "--name", "Beta")
+    other = json.loads(second.stdout)["id"]
+    again = json.loads(
+        parley(settings, "agent", "create", "--project", str(other), "--email", "a@b.c").stdout
+    )
+    assert again["id"] == agent["id"]  # one agent, two projects
+
+
+def test_agent_for_an_unknown_project_is_one_sentence(settings: Settings) -> None:
+    result = parley(settings, "agent", "create", "--project", "4242", "--email", "a@b.c")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "parley: project 4242 does not exist"
+
+
+async def test_migrate_creates_the_database(settings: Settings, services: ServiceSet) -> None:
+    name = f"parley_cli_{free_port()}"
+    try:
+        result = parley(settings, "migrate", DATABASE_URL=services.database_url(name))
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"migrated": True}
+    finally:
+        await services.drop_database(name)
+
+
+def test_unreachable_database_stops_the_start_with_one_sentence(tmp_path: Path) -> None:
+    port = free_port()
+    result = parley(
+        None,
+        "run",
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/parley",
+        REDIS_URL=f"redis://127.0.0.1:{port}/0",
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}",
+        PARLEY_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("parley: PostgreSQL at 127.0.0.1")
+    assert "cannot be reached" in last
+
+
+def test_missing_url_for_a_process_is_one_sentence(tmp_path: Path) -> None:
+    result = parley(None, "relay", PARLEY_DATA_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert "DATABASE_URL is not set" in result.stderr

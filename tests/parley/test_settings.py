@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parley.settings import Settings, SettingsError, to_asyncpg_url
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)})
+    assert settings.database_url is None and settings.port == 8000
+    assert settings.visitor_topic == "parley.visitor-messages"
+    custom = Settings.from_env(
+        {
+            "PARLEY_DATA_DIR": str(tmp_path),
+            "DATABASE_URL": "postgres://u:p@db/x",
+            "PARLEY_PORT": "9000",
+            "PARLEY_RATE_LIMIT_WINDOW": "2.5",
+            "PARLEY_TOPIC_PREFIX": "acme.",
+        }
+    )
+    assert custom.sqlalchemy_url == "postgresql+asyncpg://u:p@db/x"
+    assert custom.port == 9000 and custom.rate_limit_window == 2.5
+    assert custom.dead_letter_topic == "acme.visitor-messages.dead-letter"
+
+
+def test_malformed_numbers_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="PARLEY_PORT"):
+        Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_PORT": "eighty"})
+
+
+def test_generated_secret_is_kept_and_reused(tmp_path: Path) -> None:
+    first = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)})
+    second = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)})
+    assert first.secret == second.secret
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert first.secret.reveal() not in repr(first)
+
+
+def test_configured_secret_wins(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SECRET": "s3"})
+    assert settings.secret.reveal() == "s3"
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_require_names_the_missing_url(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)})
+    with pytest.raises(SettingsError, match="REDIS_URL is not set"):
+        settings.require("redis_url")
+
+
+def test_only_postgres_urls() -> None:
+    with pytest.raises(SettingsError):
+        to_asyncpg_url("mysql://x/y")
