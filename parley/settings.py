@@ -132,6 +132,7 @@ class Settings:
     relay_batch_size: int = DEFAULT_RELAY_BATCH_SIZE
     relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
     relay_metrics_port: int | None = None
+    worker_metrics_port: int | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -161,6 +162,7 @@ class Settings:
             relay_batch_size=_int(env, "PARLEY_RELAY_BATCH_SIZE", DEFAULT_RELAY_BATCH_SIZE),
             relay_max_attempts=_int(env, "PARLEY_RELAY_MAX_ATTEMPTS", DEFAULT_RELAY_MAX_ATTEMPTS),
             relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
+            worker_metrics_port=_int(env, "PARLEY_WORKER_METRICS_PORT", 0) or None,
             log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
         )
 

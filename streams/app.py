@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from prometheus_client import start_http_server
 
 from parley.settings import Settings
 from streams.agent import install_persistence_agent
@@ -52,6 +53,9 @@ def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     # Faust's web server would need a port per worker; Parley's health lives in the gateway.
     conf.web_enabled = False
     conf.datadir = str(settings.data_dir / "worker")
+    if settings.worker_metrics_port:
+        # Faust's own web server is off; the agent's counters are served here.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
 
 
 @app.on_after_configured.connect  # type: ignore[untyped-decorator,arg-type]
