@@ -20,7 +20,7 @@ import redis.exceptions
 from prometheus_client import Counter
 
 from persistence.backoff import Backoff
-from persistence.store import MESSAGE_CREATED
+from persistence.outbox import MESSAGE_CREATED
 
 logger = logging.getLogger("parley.fanout")
 

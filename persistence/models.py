@@ -94,6 +94,13 @@ conversations = sa.Table(
     sa.Column("last_message_snippet", sa.Text, nullable=True),
     sa.Column("unread_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("session_metadata", pg.JSONB, nullable=True),
+    # Pages the visitor went through while the widget was open, newest last (capped).
+    sa.Column("page_history", pg.JSONB, nullable=False, server_default="[]"),
+    # Receipts: the highest seq the agents have read (visitor messages), and the
+    # highest agent-message seq the visitor's widget received and read.
+    sa.Column("agent_read_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("visitor_delivered_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("visitor_read_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     sa.CheckConstraint("status IN ('open', 'closed')", name="status"),
@@ -128,6 +135,7 @@ messages = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="sent"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     sa.CheckConstraint("sender_type IN ('visitor', 'agent')", name="sender_type"),
+    sa.CheckConstraint("status IN ('sent', 'delivered', 'read')", name="status"),
     # The idempotency key: a redelivered event finds its row and stores nothing.
     sa.UniqueConstraint("conversation_id", "temp_id"),
     sa.UniqueConstraint("conversation_id", "seq"),

@@ -22,6 +22,14 @@ from persistence.errors import PersistenceError, wrap_errors
 from persistence.models import outbox
 
 ERROR_LENGTH = 500  # characters of a publish error kept on a row
+OUTBOX_CHANNEL = "parley_outbox"  # the NOTIFY channel the relay LISTENs on
+
+# Event types, as relayed (the ``type`` field) and as stored (``event_type``).
+MESSAGE_CREATED = "message.created"
+CONVERSATION_UPDATED = "conversation.updated"
+MESSAGES_READ = "messages.read"
+MESSAGES_DELIVERED = "messages.delivered"
+CONTEXT_UPDATED = "context.updated"
 
 
 class PublishUnavailable(PersistenceError):
@@ -50,6 +58,26 @@ class ParkedRow:
     event_type: str
     attempts: int
     last_error: str | None
+
+
+async def record_events(
+    conn: AsyncConnection, events: Sequence[tuple[int, dict[str, Any]]]
+) -> None:
+    """Add ``(conversation_id, payload)`` events in the caller's transaction, then NOTIFY.
+
+    Every payload carries ``type``, ``projectId`` and ``conversationId``; the relay
+    adds ``eventId``. NOTIFY is delivered at commit, so the relay never wakes early.
+    """
+    if not events:
+        return
+    await conn.execute(
+        outbox.insert(),
+        [
+            {"conversation_id": conversation_id, "event_type": payload["type"], "payload": payload}
+            for conversation_id, payload in events
+        ],
+    )
+    await conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
 def encode_event(row: Any) -> str:

@@ -23,8 +23,7 @@ from persistence.backoff import Backoff
 from persistence.database import create_engine
 from persistence.errors import DatabaseUnavailable
 from persistence.listener import NotifyListener
-from persistence.outbox import Outbox, PublishUnavailable
-from persistence.store import OUTBOX_CHANNEL
+from persistence.outbox import OUTBOX_CHANNEL, Outbox, PublishUnavailable
 
 logger = logging.getLogger("parley.relay")
 

@@ -23,10 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence.errors import wrap_errors
+from persistence.outbox import MESSAGE_CREATED, OUTBOX_CHANNEL
 
-OUTBOX_CHANNEL = "parley_outbox"  # the NOTIFY channel the relay LISTENs on
 SNIPPET_LENGTH = 120  # characters
-MESSAGE_CREATED = "message.created"
 
 KNOWN_PROJECTS = sa.text("SELECT id FROM projects WHERE id = ANY(CAST(:ids AS bigint[]))")
 
@@ -82,7 +81,7 @@ INSERT_MESSAGES = sa.text(
         WITH ORDINALITY AS t(conversation_id, project_id, seq, temp_id, content, ord)
     ORDER BY t.ord
     RETURNING id, conversation_id, project_id, seq, temp_id::text AS temp_id, content,
-              sender_type, from_customer, status, created_at
+              sender_type, from_customer, agent_id, status, created_at
     """
 )
 
@@ -141,9 +140,12 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def message_shape(row: Any, *, visitor_uid: str) -> dict[str, Any]:
-    """The message as clients see it (``finalMessage``, ``newMessage``, history)."""
-    return {
+def message_shape(row: Any, *, visitor_uid: str, agent_name: str | None = None) -> dict[str, Any]:
+    """The message as clients see it (``finalMessage``, ``newMessage``, history).
+
+    Agent replies also carry ``agentId`` and ``agentName``.
+    """
+    shape = {
         "id": row.id,
         "conversationId": row.conversation_id,
         "projectId": row.project_id,
@@ -156,6 +158,10 @@ def message_shape(row: Any, *, visitor_uid: str) -> dict[str, Any]:
         "tempId": str(row.temp_id),
         "createdAt": iso(row.created_at),
     }
+    if row.sender_type == "agent":
+        shape["agentId"] = row.agent_id
+        shape["agentName"] = agent_name
+    return shape
 
 
 @dataclasses.dataclass
