@@ -1,8 +1,9 @@
 """``create_app(settings)``: the ASGI app — Starlette routes plus the Socket.IO server.
 
 Engines, clients and the producer are built in the lifespan and reach HTTP
-handlers through ``request.state``; the fan-out subscriber is a named task the
-lifespan supervises and cancels on shutdown.
+handlers through ``request.state``; the fan-out subscriber, the ephemeral
+(typing, presence) subscriber, the presence heartbeat and the sweeper are named
+tasks the lifespan supervises and cancels on shutdown.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,19 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway import health
+from gateway import api, health, replies
+from gateway.clients import ClientRegistry
+from gateway.ephemeral import EphemeralBus, EphemeralSubscriber, ephemeral_channel
 from gateway.fanout import Fanout, Subscriber
+from gateway.presence import Presence
 from gateway.ratelimit import RateLimiter
 from gateway.services import Services
 from gateway.sockets import create_socket_server
 from gateway.tokens import TokenSigner
+from gateway.typing_indicators import TypingIndicators
 from parley.settings import Settings
+from persistence.activity import Activity
+from persistence.conversations import Conversations
 from persistence.database import create_engine
 from persistence.directory import Directory
 from persistence.history import History
@@ -62,7 +70,9 @@ async def build_services(settings: Settings) -> Services:
         health_check_interval=10,
     )
     producer = KafkaEventProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, visitor_topic=settings.visitor_topic
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        visitor_topic=settings.visitor_topic,
+        agent_topic=settings.agent_topic,
     )
     try:
         await producer.start()
@@ -76,10 +86,22 @@ async def build_services(settings: Settings) -> Services:
         producer=producer,
         directory=Directory(engine=engine),
         history=History(engine=engine),
+        activity=Activity(engine=engine),
+        conversations=Conversations(engine=engine),
         limiter=RateLimiter(
             client=client, limit=settings.rate_limit_count, window=settings.rate_limit_window
         ),
         signer=TokenSigner(secret=settings.secret, ttl=settings.token_ttl),
+        ephemeral=EphemeralBus(client=client, channel=ephemeral_channel(settings.events_channel)),
+        presence=Presence(
+            client=client,
+            # One deployment's gateways share its events channel, so its name
+            # scopes presence keys too (and isolates each test's).
+            namespace=f"{settings.events_channel}:presence",
+            channel=ephemeral_channel(settings.events_channel),
+            ttl=settings.presence_ttl,
+            gateway_id=uuid.uuid4().hex,
+        ),
     )
 
 
@@ -92,7 +114,9 @@ async def close_services(services: Services) -> None:
 def create_app(settings: Settings) -> Any:
     """Build the gateway's ASGI application; nothing connects until startup."""
     slot = ServiceSlot()
-    sio = create_socket_server(services=slot)
+    clients = ClientRegistry()
+    typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
+    sio = create_socket_server(services=slot, clients=clients, typing=typing)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -101,16 +125,19 @@ def create_app(settings: Settings) -> Any:
         subscriber = Subscriber(
             client=services.redis, channel=settings.events_channel, fanout=Fanout(emitter=sio)
         )
+        fanout = subscriber.fanout
         fanout_task = asyncio.create_task(subscriber.run(), name="gateway-fanout")
         fanout_task.add_done_callback(_report_crash)
+        ephemeral_tasks = _start_ephemeral(services, sio)
         logger.info("gateway started", extra={"action": "gateway.start"})
         try:
-            yield {"services": services, "subscriber": subscriber}
+            yield {"services": services, "subscriber": subscriber, "fanout": fanout}
         finally:
             fanout_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT):
                     await fanout_task
+            await _stop_ephemeral(ephemeral_tasks, typing, services.presence)
             await close_services(services)
             slot.value = None
             logger.info("gateway stopped", extra={"action": "gateway.stop"})
@@ -119,6 +146,8 @@ def create_app(settings: Settings) -> Any:
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),
         Route("/metrics", health.metrics),
+        *replies.routes,
+        *api.routes,
     ]
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
@@ -130,4 +159,46 @@ def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.critical(
             "fan-out task died: %r", task.exception(), extra={"action": "gateway.fanout_crash"}
+        )
+
+
+def _start_ephemeral(services: Services, sio: Any) -> list[asyncio.Task[None]]:
+    """Typing and presence: the ephemeral subscriber, the heartbeat, the sweeper."""
+    subscriber = EphemeralSubscriber(
+        client=services.redis, channel=services.ephemeral.channel, emitter=sio
+    )
+    presence = services.presence
+    tasks = [
+        asyncio.create_task(subscriber.run(), name="gateway-ephemeral"),
+        asyncio.create_task(presence.run_heartbeat(), name="gateway-presence-heartbeat"),
+        asyncio.create_task(presence.run_sweeper(), name="gateway-presence-sweeper"),
+    ]
+    for task in tasks:
+        task.add_done_callback(_report_task_crash)
+    return tasks
+
+
+async def _stop_ephemeral(
+    tasks: list[asyncio.Task[None]], typing: TypingIndicators, presence: Presence
+) -> None:
+    # Tasks first: a heartbeat after presence.close() would revive this gateway.
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    # Then tell the others now what they would otherwise learn after the TTL.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            await typing.close()
+            await presence.close()
+
+
+def _report_task_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.critical(
+            "%s task died: %r",
+            task.get_name(),
+            task.exception(),
+            extra={"action": "gateway.task_crash"},
         )

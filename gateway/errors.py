@@ -40,5 +40,9 @@ class Forbidden(GatewayError):
     code = "forbidden"
 
 
+class NotFoundError(GatewayError):
+    code = "not_found"
+
+
 class InvalidToken(GatewayError):
     code = "invalid_token"

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -20,7 +21,13 @@ import redis.exceptions
 from prometheus_client import Counter
 
 from persistence.backoff import Backoff
-from persistence.outbox import MESSAGE_CREATED
+from persistence.outbox import (
+    CONTEXT_UPDATED,
+    CONVERSATION_UPDATED,
+    MESSAGE_CREATED,
+    MESSAGES_DELIVERED,
+    MESSAGES_READ,
+)
 
 logger = logging.getLogger("parley.fanout")
 
@@ -62,36 +69,108 @@ class RecentIds:
         return True
 
 
+def agent_room(agent_id: int) -> str:
+    """Every socket of one agent: where that agent's own acks go."""
+    return f"agent:{agent_id}"
+
+
 class Fanout:
-    """Turns one relayed event into the Socket.IO emits it stands for."""
+    """Turns one relayed event into the Socket.IO emits it stands for.
+
+    It also resolves waiters: an HTTP reply waits here for its stored message.
+    """
 
     def __init__(self, *, emitter: Emitter) -> None:
         self._emitter = emitter
         self._seen = RecentIds()
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    @contextlib.contextmanager
+    def awaiting(self, temp_id: str) -> Iterator[asyncio.Future[dict[str, Any]]]:
+        """A future for the stored message with this tempId, registered for the block.
+
+        Register before producing, so the relayed event cannot slip past unseen.
+        """
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[temp_id] = future
+        try:
+            yield future
+        finally:
+            if self._waiters.get(temp_id) is future:
+                del self._waiters[temp_id]
+            future.cancel()
 
     async def deliver(self, raw: str | bytes) -> None:
         try:
             event = json.loads(raw)
             event_id = event["eventId"]
             kind = event["type"]
+            project = (
+                event["projectId"] if kind != MESSAGE_CREATED else event["message"]["projectId"]
+            )
         except (ValueError, KeyError, TypeError):
             logger.error("dropped a malformed relayed event", extra={"action": "fanout.malformed"})
             return
         if not self._seen.add(event_id):
             REPEATS.inc()
             return
-        if kind == MESSAGE_CREATED and isinstance(event.get("message"), dict):
-            message = event["message"]
-            project, uid = message["projectId"], message["visitorUid"]
-            await self._emitter.emit(
-                "messageSent",
-                {"tempId": message["tempId"], "finalMessage": message},
-                to=visitor_room(project, uid),
-            )
-            await self._emitter.emit("newMessage", message, to=project_room(project))
-            FANNED_OUT.inc()
-        else:
+        handler = self._handlers.get(kind)
+        if handler is None:
             logger.warning("unknown relayed event type %s", kind, extra={"action": "fanout.skip"})
+            return
+        await handler(self, event, project)
+        FANNED_OUT.inc()
+
+    async def _message_created(self, event: dict[str, Any], project: int) -> None:
+        message = event["message"]
+        visitor = visitor_room(project, message["visitorUid"])
+        ack = {"tempId": message["tempId"], "finalMessage": message}
+        if message["senderType"] == "agent":
+            await self._emitter.emit("agentReplied", message, to=visitor)
+            await self._emitter.emit("messageSent", ack, to=agent_room(message["agentId"]))
+        else:
+            await self._emitter.emit("messageSent", ack, to=visitor)
+        await self._emitter.emit("newMessage", message, to=project_room(project))
+        waiter = self._waiters.get(message["tempId"])
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+
+    async def _conversation_updated(self, event: dict[str, Any], project: int) -> None:
+        await self._emitter.emit(
+            "conversationUpdated",
+            {"conversationId": event["conversationId"], "fields": event["fields"]},
+            to=project_room(project),
+        )
+
+    async def _messages_read(self, event: dict[str, Any], project: int) -> None:
+        body = {"conversationId": event["conversationId"], "upToSeq": event["upToSeq"]}
+        if event["by"] == "agent":
+            room = visitor_room(project, event["visitorUid"])
+        else:
+            room = project_room(project)
+        await self._emitter.emit("messagesRead", {**body, "by": event["by"]}, to=room)
+
+    async def _messages_delivered(self, event: dict[str, Any], project: int) -> None:
+        await self._emitter.emit(
+            "messagesDelivered",
+            {"conversationId": event["conversationId"], "upToSeq": event["upToSeq"]},
+            to=project_room(project),
+        )
+
+    async def _context_updated(self, event: dict[str, Any], project: int) -> None:
+        await self._emitter.emit(
+            "visitorContextUpdated",
+            {"conversationId": event["conversationId"], "currentUrl": event["currentUrl"]},
+            to=project_room(project),
+        )
+
+    _handlers: dict[str, Callable[[Fanout, dict[str, Any], int], Awaitable[None]]] = {
+        MESSAGE_CREATED: _message_created,
+        CONVERSATION_UPDATED: _conversation_updated,
+        MESSAGES_READ: _messages_read,
+        MESSAGES_DELIVERED: _messages_delivered,
+        CONTEXT_UPDATED: _context_updated,
+    }
 
 
 class Subscriber:
@@ -100,7 +179,7 @@ class Subscriber:
     def __init__(self, *, client: aioredis.Redis, channel: str, fanout: Fanout) -> None:
         self._client = client
         self._channel = channel
-        self._fanout = fanout
+        self.fanout = fanout
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
@@ -141,7 +220,7 @@ class Subscriber:
 
     async def _deliver(self, data: str | bytes) -> None:
         try:
-            await self._fanout.deliver(data)
+            await self.fanout.deliver(data)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -7,8 +7,12 @@ import dataclasses
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.ephemeral import EphemeralBus
+from gateway.presence import Presence
 from gateway.ratelimit import RateLimiter
 from gateway.tokens import TokenSigner
+from persistence.activity import Activity
+from persistence.conversations import Conversations
 from persistence.directory import Directory
 from persistence.history import History
 from streams.producer import KafkaEventProducer
@@ -21,5 +25,9 @@ class Services:
     producer: KafkaEventProducer
     directory: Directory
     history: History
+    activity: Activity
+    conversations: Conversations
     limiter: RateLimiter
     signer: TokenSigner
+    ephemeral: EphemeralBus
+    presence: Presence

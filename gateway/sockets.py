@@ -19,6 +19,7 @@ from gateway.clients import ClientRegistry
 from gateway.dashboards import DashboardHandlers
 from gateway.errors import GatewayError
 from gateway.services import Services
+from gateway.typing_indicators import TypingIndicators
 from gateway.visitors import VisitorHandlers
 
 logger = logging.getLogger("parley.sockets")
@@ -27,7 +28,13 @@ MAX_PAYLOAD = 1_000_000  # bytes per Socket.IO packet; larger packets close the 
 CONNECTED = Gauge("parley_gateway_sockets", "Sockets connected to this gateway")
 
 
-def create_socket_server(*, services: Callable[[], Services]) -> socketio.AsyncServer:
+def create_socket_server(
+    *,
+    services: Callable[[], Services],
+    clients: ClientRegistry | None = None,
+    typing: TypingIndicators | None = None,
+) -> socketio.AsyncServer:
+    """``clients`` and ``typing`` come from the caller when its lifespan must reach them."""
     sio = socketio.AsyncServer(
         async_mode="asgi",
         # Origins are checked per project at connect, against the project's list.
@@ -37,7 +44,9 @@ def create_socket_server(*, services: Callable[[], Services]) -> socketio.AsyncS
         logger=False,
         engineio_logger=False,
     )
-    clients = ClientRegistry()
+    clients = clients if clients is not None else ClientRegistry()
+    if typing is None:
+        typing = TypingIndicators(clients=clients, services=services)
     visitors = VisitorHandlers(sio=sio, clients=clients, services=services)
     dashboards = DashboardHandlers(sio=sio, clients=clients, services=services)
 
@@ -59,10 +68,23 @@ def create_socket_server(*, services: Callable[[], Services]) -> socketio.AsyncS
     async def disconnect(sid: str, *_: Any) -> None:
         if clients.remove(sid) is not None:
             CONNECTED.dec()
+        await typing.forget(sid)
+        try:
+            presence = services().presence
+        except RuntimeError:
+            return  # the gateway is stopping; Presence.close() already let go of its sockets
+        await presence.detach(sid)
 
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
     sio.on("identify", visitors.identify)
     sio.on("sendMessage", visitors.send_message)
     sio.on("joinProjectRoom", dashboards.join_project_room)
+    sio.on("sync", dashboards.sync)
+    sio.on("sendReply", dashboards.send_reply)
+    sio.on("markRead", visitors.mark_read)
+    sio.on("markDelivered", visitors.mark_delivered)
+    sio.on("updateContext", visitors.update_context)
+    sio.on("visitorIsTyping", typing.visitor_is_typing)
+    sio.on("agentTyping", typing.agent_typing)
     return sio

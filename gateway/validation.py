@@ -50,6 +50,15 @@ def project_id(value: Any) -> int:
     return parsed
 
 
+def integer(value: Any, field: str, *, low: int, high: int) -> int:
+    """An integer in ``[low, high]``, given as a number or as decimal text (query strings)."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidPayload(f"{field} must be an integer from {low} to {high}")
+    return value
+
+
 def visitor_uid(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidPayload("visitorUid must be a non-empty string")
@@ -59,6 +68,24 @@ def visitor_uid(value: Any) -> str:
     if not uid.isprintable():
         raise InvalidPayload("visitorUid contains control characters")
     return uid
+
+
+def sequence(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise InvalidPayload(f"{field} must be a non-negative integer")
+    return value
+
+
+def page_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidPayload("currentUrl must be a non-empty string")
+    if len(value) > MAX_URL_LENGTH:
+        raise InvalidPayload(f"currentUrl is longer than {MAX_URL_LENGTH} characters")
+    return value.strip()
+
+
+def page_title(value: Any) -> str | None:
+    return _optional_text(value, "currentTitle", MAX_TITLE_LENGTH)
 
 
 def _optional_text(value: Any, field: str, limit: int) -> str | None:
@@ -107,6 +134,39 @@ def session_metadata(value: Any) -> dict[str, Any] | None:
         "landingPage": _optional_text(value.get("landingPage"), "landingPage", MAX_URL_LENGTH),
         "urlHistory": entries,
     }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OutgoingReply:
+    conversation_id: int
+    content: str
+    temp_id: str
+
+
+def conversation_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidPayload("conversationId must be a positive integer")
+    return value
+
+
+def typing_flag(value: Any) -> bool:
+    """``isTyping``: a JSON boolean; 0, 1 and "true" are refused, not guessed at."""
+    if not isinstance(value, bool):
+        raise InvalidPayload("isTyping must be true or false")
+    return value
+
+
+def outgoing_reply(payload: Any, *, conversation: int | None = None) -> OutgoingReply:
+    """Validate ``sendReply {conversationId, content, tempId}`` (or the HTTP body)."""
+    body = require_object(payload)
+    message = outgoing_message({"content": body.get("content"), "tempId": body.get("tempId")})
+    return OutgoingReply(
+        conversation_id=conversation
+        if conversation is not None
+        else conversation_id(body.get("conversationId")),
+        content=message.content,
+        temp_id=message.temp_id,
+    )
 
 
 def outgoing_message(payload: Any) -> OutgoingMessage:

@@ -73,6 +73,8 @@ class VisitorHandlers:
         client.visitor_uid = uid
         client.identified = True
         await self._sio.enter_room(sid, visitor_room(client.project_id, uid))
+        # Never raises: a Redis outage costs presence, not the connection.
+        await self._services().presence.attach(sid, project_id=client.project_id, visitor_uid=uid)
 
     def _visitor(self, sid: str) -> VisitorClient:
         client = self._clients.get(sid)
@@ -89,10 +91,13 @@ class VisitorHandlers:
             if project_id != client.project_id:
                 raise Forbidden("projectId differs from the one this socket connected with")
             uid = validation.visitor_uid(body.get("visitorUid"))
+            last_seq = body.get("lastSeq")
+            after = None if last_seq is None else validation.sequence(last_seq, "lastSeq")
             await self._bind(sid, client, uid)
             try:
+                # With lastSeq, only what the widget missed; without, the last 50.
                 messages = await self._services().history.visitor_history(
-                    project_id=project_id, visitor_uid=uid
+                    project_id=project_id, visitor_uid=uid, after_seq=after
                 )
             except DatabaseUnavailable:
                 raise Unavailable("history is temporarily unavailable; retry shortly") from None
@@ -146,3 +151,55 @@ class VisitorHandlers:
                 extra={"action": "ratelimit.fail_open"},
             )
             return 0
+
+    async def mark_read(self, sid: str, *args: Any) -> dict[str, Any]:
+        """``markRead {upToSeq}``: the widget showed agent messages up to that seq."""
+        return await self._receipt(sid, args, read=True)
+
+    async def mark_delivered(self, sid: str, *args: Any) -> dict[str, Any]:
+        """``markDelivered {upToSeq}``: the widget received agent messages up to that seq."""
+        return await self._receipt(sid, args, read=False)
+
+    async def _receipt(self, sid: str, args: tuple[Any, ...], *, read: bool) -> dict[str, Any]:
+        try:
+            client = self._identified(sid)
+            body = validation.require_object(validation.single_payload(args))
+            up_to = validation.sequence(body.get("upToSeq"), "upToSeq")
+            activity = self._services().activity
+            report = activity.visitor_read if read else activity.visitor_received
+            try:
+                await report(
+                    project_id=client.project_id, visitor_uid=client.visitor_uid, up_to_seq=up_to
+                )
+            except DatabaseUnavailable:
+                raise Unavailable("temporarily unavailable; retry shortly") from None
+        except GatewayError as exc:
+            return exc.as_ack()
+        return {"ok": True}
+
+    async def update_context(self, sid: str, *args: Any) -> dict[str, Any]:
+        """``updateContext {currentUrl, currentTitle?}``: the page the visitor is on."""
+        try:
+            client = self._identified(sid)
+            body = validation.require_object(validation.single_payload(args))
+            url = validation.page_url(body.get("currentUrl"))
+            title = validation.page_title(body.get("currentTitle"))
+            try:
+                conversation = await self._services().activity.update_context(
+                    project_id=client.project_id,
+                    visitor_uid=client.visitor_uid,
+                    url=url,
+                    title=title,
+                )
+            except DatabaseUnavailable:
+                raise Unavailable("temporarily unavailable; retry shortly") from None
+        except GatewayError as exc:
+            return exc.as_ack()
+        # Before the first message there is no conversation to attach the page to.
+        return {"ok": True, "stored": conversation is not None}
+
+    def _identified(self, sid: str) -> VisitorClient:
+        client = self._visitor(sid)
+        if not client.identified:
+            raise NotIdentified("send identify {projectId, visitorUid} first")
+        return client

@@ -27,6 +27,9 @@ DEFAULT_RATE_LIMIT_WINDOW = 60.0  # seconds
 # and the tests set PARLEY_KAFKA_FETCH_WAIT_MS=5 for it.
 DEFAULT_FETCH_WAIT = 500  # milliseconds
 DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # seconds
+# A crashed gateway's visitors are marked offline about this long after it died.
+DEFAULT_PRESENCE_TTL = 30.0  # seconds a gateway's heartbeat lives without a refresh
+DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
@@ -128,6 +131,8 @@ class Settings:
     rate_limit_count: int = DEFAULT_RATE_LIMIT_COUNT
     rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW
     token_ttl: int = DEFAULT_TOKEN_TTL
+    presence_ttl: float = DEFAULT_PRESENCE_TTL
+    typing_timeout: float = DEFAULT_TYPING_TIMEOUT
     relay_poll_interval: float = DEFAULT_RELAY_POLL_INTERVAL
     relay_batch_size: int = DEFAULT_RELAY_BATCH_SIZE
     relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
@@ -156,6 +161,8 @@ class Settings:
             rate_limit_count=_int(env, "PARLEY_RATE_LIMIT_COUNT", DEFAULT_RATE_LIMIT_COUNT),
             rate_limit_window=_float(env, "PARLEY_RATE_LIMIT_WINDOW", DEFAULT_RATE_LIMIT_WINDOW),
             token_ttl=_int(env, "PARLEY_TOKEN_TTL", DEFAULT_TOKEN_TTL),
+            presence_ttl=_float(env, "PARLEY_PRESENCE_TTL", DEFAULT_PRESENCE_TTL),
+            typing_timeout=_float(env, "PARLEY_TYPING_TIMEOUT", DEFAULT_TYPING_TIMEOUT),
             relay_poll_interval=_float(
                 env, "PARLEY_RELAY_POLL_INTERVAL", DEFAULT_RELAY_POLL_INTERVAL
             ),
@@ -186,6 +193,10 @@ class Settings:
     @property
     def visitor_topic(self) -> str:
         return f"{self.topic_prefix}visitor-messages"
+
+    @property
+    def agent_topic(self) -> str:
+        return f"{self.topic_prefix}agent-messages"
 
     @property
     def dead_letter_topic(self) -> str:

@@ -60,6 +60,19 @@ CREATE_OPEN_CONVERSATIONS = sa.text(
     """
 )
 
+# Replies name their conversation; it is locked like a visitor's (in id order).
+LOCK_REPLY_CONVERSATIONS = sa.text(
+    """
+    SELECT c.id, c.project_id, c.last_seq, v.uid
+    FROM conversations c JOIN visitors v ON v.id = c.visitor_id
+    WHERE c.id = ANY(CAST(:ids AS bigint[]))
+    ORDER BY c.id
+    FOR UPDATE OF c
+    """
+)
+
+AGENT_NAMES = sa.text("SELECT id, display_name FROM agents WHERE id = ANY(CAST(:ids AS bigint[]))")
+
 EXISTING_MESSAGES = sa.text(
     """
     SELECT m.conversation_id, m.temp_id::text AS temp_id
@@ -73,12 +86,14 @@ EXISTING_MESSAGES = sa.text(
 INSERT_MESSAGES = sa.text(
     """
     INSERT INTO messages (conversation_id, project_id, seq, temp_id, content,
-                          sender_type, from_customer, status, created_at)
+                          sender_type, from_customer, agent_id, status, created_at)
     SELECT t.conversation_id, t.project_id, t.seq, t.temp_id, t.content,
-           'visitor', true, 'sent', clock_timestamp()
+           t.sender_type, t.sender_type = 'visitor', t.agent_id, 'sent', clock_timestamp()
     FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:project_ids AS bigint[]),
-                CAST(:seqs AS integer[]), CAST(:temp_ids AS uuid[]), CAST(:contents AS text[]))
-        WITH ORDINALITY AS t(conversation_id, project_id, seq, temp_id, content, ord)
+                CAST(:seqs AS integer[]), CAST(:temp_ids AS uuid[]), CAST(:contents AS text[]),
+                CAST(:sender_types AS text[]), CAST(:agent_ids AS bigint[]))
+        WITH ORDINALITY
+        AS t(conversation_id, project_id, seq, temp_id, content, sender_type, agent_id, ord)
     ORDER BY t.ord
     RETURNING id, conversation_id, project_id, seq, temp_id::text AS temp_id, content,
               sender_type, from_customer, agent_id, status, created_at
@@ -92,13 +107,13 @@ UPDATE_CONVERSATIONS = sa.text(
         last_message_id = m.id,
         last_message_at = m.created_at,
         last_message_snippet = left(m.content, :snippet_length),
-        unread_count = c.unread_count + u.added,
+        unread_count = c.unread_count + u.unread,
         session_metadata = COALESCE(CAST(u.metadata AS jsonb), c.session_metadata),
         updated_at = now()
     FROM unnest(CAST(:ids AS bigint[]), CAST(:last_seqs AS integer[]),
-                CAST(:message_ids AS bigint[]), CAST(:added AS integer[]),
+                CAST(:message_ids AS bigint[]), CAST(:unread AS integer[]),
                 CAST(:metadata AS text[]))
-        AS u(id, last_seq, message_id, added, metadata)
+        AS u(id, last_seq, message_id, unread, metadata)
     JOIN messages m ON m.id = u.message_id
     WHERE c.id = u.id
     """
@@ -120,20 +135,27 @@ NOTIFY = sa.text("SELECT pg_notify(:channel, '')")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class IncomingMessage:
-    """A visitor's message as the persistence agent hands it to the store."""
+    """A message as the persistence agent hands it to the store.
+
+    A visitor's message finds its conversation by project and visitor; an agent's
+    reply (``sender_type="agent"``) names its conversation and agent.
+    """
 
     project_id: int
     visitor_uid: str
     temp_id: str
     content: str
     session_metadata: dict[str, Any] | None = None
+    sender_type: str = "visitor"
+    conversation_id: int | None = None
+    agent_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AppendResult:
     stored: list[dict[str, Any]]  # the message shape, in the order stored
     duplicates: int  # messages that were already stored
-    unknown_project: list[IncomingMessage]  # messages whose project does not exist
+    rejected: list[tuple[IncomingMessage, str]]  # messages that cannot be stored, and why
 
 
 def iso(value: dt.datetime) -> str:
@@ -172,6 +194,9 @@ class _Conversation:
     last_seq: int
     fresh: list[IncomingMessage] = dataclasses.field(default_factory=list)
 
+    def accepts(self, message: IncomingMessage) -> bool:
+        return self.project_id == message.project_id and self.visitor_uid == message.visitor_uid
+
 
 class MessageStore:
     """Writes messages; see the module docstring for the transaction it runs."""
@@ -181,7 +206,7 @@ class MessageStore:
 
     async def append(self, batch: Sequence[IncomingMessage]) -> AppendResult:
         if not batch:
-            return AppendResult(stored=[], duplicates=0, unknown_project=[])
+            return AppendResult(stored=[], duplicates=0, rejected=[])
         async with wrap_errors(), self._engine.begin() as conn:
             known = set(
                 (
@@ -190,22 +215,65 @@ class MessageStore:
                     )
                 ).scalars()
             )
-            unknown = [m for m in batch if m.project_id not in known]
+            rejected = [
+                (m, f"project {m.project_id} does not exist")
+                for m in batch
+                if m.project_id not in known
+            ]
             accepted = [m for m in batch if m.project_id in known]
-            if not accepted:
-                return AppendResult(stored=[], duplicates=0, unknown_project=unknown)
-            by_key = await self._open_conversations(conn, accepted)
-            duplicates = await self._pick_fresh(conn, accepted, by_key)
-            stored = await self._insert(conn, list(by_key.values()))
+            visitor_messages = [m for m in accepted if m.sender_type == "visitor"]
+            replies = [m for m in accepted if m.sender_type == "agent"]
+            by_visitor = await self._open_conversations(conn, visitor_messages)
+            by_id = await self._reply_conversations(conn, replies)
+            names = await self._agent_names(conn, replies)
+            placed: list[tuple[IncomingMessage, _Conversation]] = []
+            for message in accepted:
+                if message.sender_type == "visitor":
+                    placed.append((message, by_visitor[(message.project_id, message.visitor_uid)]))
+                    continue
+                conversation = by_id.get(message.conversation_id or 0)
+                if conversation is None or not conversation.accepts(message):
+                    rejected.append((message, f"conversation {message.conversation_id} not found"))
+                elif message.agent_id not in names:
+                    rejected.append((message, f"agent {message.agent_id} does not exist"))
+                else:
+                    placed.append((message, conversation))
+            duplicates = await self._pick_fresh(conn, placed)
+            touched = list({c.id: c for _, c in placed}.values())
+            stored = await self._insert(conn, touched, names)
             if stored:
                 # Delivered at commit, so the relay never wakes before the rows are visible.
                 await conn.execute(NOTIFY, {"channel": OUTBOX_CHANNEL})
-        return AppendResult(stored=stored, duplicates=duplicates, unknown_project=unknown)
+        return AppendResult(stored=stored, duplicates=duplicates, rejected=rejected)
+
+    async def _reply_conversations(
+        self, conn: AsyncConnection, replies: list[IncomingMessage]
+    ) -> dict[int, _Conversation]:
+        if not replies:
+            return {}
+        ids = sorted({m.conversation_id for m in replies if m.conversation_id is not None})
+        rows = await conn.execute(LOCK_REPLY_CONVERSATIONS, {"ids": ids})
+        return {
+            row.id: _Conversation(
+                id=row.id, project_id=row.project_id, visitor_uid=row.uid, last_seq=row.last_seq
+            )
+            for row in rows
+        }
+
+    async def _agent_names(
+        self, conn: AsyncConnection, replies: list[IncomingMessage]
+    ) -> dict[int | None, str]:
+        if not replies:
+            return {}
+        ids = sorted({m.agent_id for m in replies if m.agent_id is not None})
+        return {row.id: row.display_name for row in await conn.execute(AGENT_NAMES, {"ids": ids})}
 
     async def _open_conversations(
         self, conn: AsyncConnection, messages: list[IncomingMessage]
     ) -> dict[tuple[int, str], _Conversation]:
         """Upsert the visitors and lock (creating where missing) their open conversations."""
+        if not messages:
+            return {}
         keys = sorted({(m.project_id, m.visitor_uid) for m in messages})
         visitors = (
             await conn.execute(
@@ -242,12 +310,11 @@ class MessageStore:
         }
 
     async def _pick_fresh(
-        self,
-        conn: AsyncConnection,
-        messages: list[IncomingMessage],
-        by_key: dict[tuple[int, str], _Conversation],
+        self, conn: AsyncConnection, placed: list[tuple[IncomingMessage, _Conversation]]
     ) -> int:
         """Queue each message not yet stored on its conversation; count the rest."""
+        if not placed:
+            return 0
         # The conversations are locked, so nobody else inserts into them until we
         # commit: this check is exact. Were it not, the unique keys would abort the
         # whole transaction (and the agent retries it) rather than leave a gap in seq.
@@ -256,16 +323,13 @@ class MessageStore:
             for row in await conn.execute(
                 EXISTING_MESSAGES,
                 {
-                    "conversation_ids": [
-                        by_key[(m.project_id, m.visitor_uid)].id for m in messages
-                    ],
-                    "temp_ids": [m.temp_id for m in messages],
+                    "conversation_ids": [c.id for _, c in placed],
+                    "temp_ids": [m.temp_id for m, _ in placed],
                 },
             )
         }
         duplicates = 0
-        for message in messages:
-            conversation = by_key[(message.project_id, message.visitor_uid)]
+        for message, conversation in placed:
             key = (conversation.id, message.temp_id)
             if key in existing:
                 duplicates += 1
@@ -275,7 +339,10 @@ class MessageStore:
         return duplicates
 
     async def _insert(
-        self, conn: AsyncConnection, conversations: list[_Conversation]
+        self,
+        conn: AsyncConnection,
+        conversations: list[_Conversation],
+        names: dict[int | None, str],
     ) -> list[dict[str, Any]]:
         planned = [
             (conversation, conversation.last_seq + offset, message)
@@ -293,13 +360,20 @@ class MessageStore:
                     "seqs": [seq for _, seq, _ in planned],
                     "temp_ids": [m.temp_id for _, _, m in planned],
                     "contents": [m.content for _, _, m in planned],
+                    "sender_types": [m.sender_type for _, _, m in planned],
+                    "agent_ids": [m.agent_id for _, _, m in planned],
                 },
             )
         ).all()
         by_id = {c.id: c for c in conversations}
         rows = sorted(rows, key=lambda row: (row.conversation_id, row.seq))
         shapes = [
-            message_shape(row, visitor_uid=by_id[row.conversation_id].visitor_uid) for row in rows
+            message_shape(
+                row,
+                visitor_uid=by_id[row.conversation_id].visitor_uid,
+                agent_name=names.get(row.agent_id),
+            )
+            for row in rows
         ]
         last_row = {row.conversation_id: row for row in rows}
         touched = [c for c in conversations if c.fresh]
@@ -309,7 +383,7 @@ class MessageStore:
                 "ids": [c.id for c in touched],
                 "last_seqs": [last_row[c.id].seq for c in touched],
                 "message_ids": [last_row[c.id].id for c in touched],
-                "added": [len(c.fresh) for c in touched],
+                "unread": [sum(m.sender_type == "visitor" for m in c.fresh) for c in touched],
                 "metadata": [_latest_metadata(c.fresh) for c in touched],
                 "snippet_length": SNIPPET_LENGTH,
             },

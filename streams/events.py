@@ -15,6 +15,7 @@ from typing import Any
 from streams.errors import InvalidEvent
 
 VISITOR_MESSAGE = "visitor.message"
+AGENT_MESSAGE = "agent.message"
 HEADER_EVENT_ID = "event-id"
 HEADER_EVENT_TYPE = "event-type"
 
@@ -63,39 +64,110 @@ class VisitorMessage:
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> VisitorMessage:
         """Parse a topic value, rejecting anything a gateway would not have produced."""
-        if raw is None:
-            raise InvalidEvent("empty value")
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidEvent(f"not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidEvent("value is not a JSON object")
-        project_id = body.get("projectId")
-        visitor_uid = body.get("visitorUid")
-        temp_id = body.get("tempId")
-        content = body.get("content")
+        body = _object(raw)
         metadata = body.get("sessionMetadata")
-        if not isinstance(project_id, int) or isinstance(project_id, bool):
-            raise InvalidEvent("projectId must be an integer")
-        if not isinstance(visitor_uid, str) or not visitor_uid:
-            raise InvalidEvent("visitorUid must be a non-empty string")
-        if not isinstance(temp_id, str):
-            raise InvalidEvent("tempId must be a string")
-        try:
-            temp_id = str(uuid.UUID(temp_id))
-        except ValueError:
-            raise InvalidEvent("tempId must be a UUID") from None
-        if not isinstance(content, str) or not content.strip():
-            raise InvalidEvent("content must be a non-empty string")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidEvent("sessionMetadata must be an object")
         return cls(
-            project_id=project_id,
-            visitor_uid=visitor_uid,
-            temp_id=temp_id,
-            content=content,
+            project_id=_integer(body, "projectId"),
+            visitor_uid=_text(body, "visitorUid"),
+            temp_id=_uuid(body, "tempId"),
+            content=_text(body, "content"),
             session_metadata=metadata,
             event_id=str(body.get("eventId") or uuid.uuid4()),
             accepted_at=str(body.get("acceptedAt") or ""),
         )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AgentMessage:
+    """An agent's reply, accepted by a gateway and not yet stored."""
+
+    project_id: int
+    conversation_id: int
+    visitor_uid: str
+    agent_id: int
+    temp_id: str
+    content: str
+    event_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    accepted_at: str = dataclasses.field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    )
+
+    type = AGENT_MESSAGE
+
+    @property
+    def key(self) -> bytes:
+        """The visitor's key: a conversation's replies stay in order on one partition."""
+        return f"{self.project_id}:{self.visitor_uid}".encode()
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (HEADER_EVENT_ID, self.event_id.encode()),
+            (HEADER_EVENT_TYPE, self.type.encode()),
+        ]
+
+    def to_json(self) -> bytes:
+        body = {
+            "eventId": self.event_id,
+            "type": self.type,
+            "projectId": self.project_id,
+            "conversationId": self.conversation_id,
+            "visitorUid": self.visitor_uid,
+            "agentId": self.agent_id,
+            "tempId": self.temp_id,
+            "content": self.content,
+            "acceptedAt": self.accepted_at,
+        }
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> AgentMessage:
+        body = _object(raw)
+        return cls(
+            project_id=_integer(body, "projectId"),
+            conversation_id=_integer(body, "conversationId"),
+            visitor_uid=_text(body, "visitorUid"),
+            agent_id=_integer(body, "agentId"),
+            temp_id=_uuid(body, "tempId"),
+            content=_text(body, "content"),
+            event_id=str(body.get("eventId") or uuid.uuid4()),
+            accepted_at=str(body.get("acceptedAt") or ""),
+        )
+
+
+def _object(raw: bytes | str | None) -> dict[str, Any]:
+    if raw is None:
+        raise InvalidEvent("empty value")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidEvent("value is not a JSON object")
+    return body
+
+
+def _integer(body: dict[str, Any], field: str) -> int:
+    value = body.get(field)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidEvent(f"{field} must be an integer")
+    return value
+
+
+def _text(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEvent(f"{field} must be a non-empty string")
+    return value
+
+
+def _uuid(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{field} must be a string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidEvent(f"{field} must be a UUID") from None

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.errors import BrokerUnavailable
-from streams.events import VisitorMessage
+from streams.events import AgentMessage, VisitorMessage
 
 logger = logging.getLogger("parley.producer")
 
@@ -24,12 +24,15 @@ class EventProducer(Protocol):
 
     async def send_visitor_message(self, event: VisitorMessage) -> None: ...
 
+    async def send_agent_message(self, event: AgentMessage) -> None: ...
+
 
 class KafkaEventProducer:
     """An aiokafka producer bound to Parley's topics."""
 
-    def __init__(self, *, bootstrap_servers: str, visitor_topic: str) -> None:
+    def __init__(self, *, bootstrap_servers: str, visitor_topic: str, agent_topic: str) -> None:
         self._visitor_topic = visitor_topic
+        self._agent_topic = agent_topic
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
@@ -52,13 +55,16 @@ class KafkaEventProducer:
         self.started = False
 
     async def send_visitor_message(self, event: VisitorMessage) -> None:
+        await self._send(self._visitor_topic, event)
+
+    async def send_agent_message(self, event: AgentMessage) -> None:
+        await self._send(self._agent_topic, event)
+
+    async def _send(self, topic: str, event: VisitorMessage | AgentMessage) -> None:
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await self._producer.send_and_wait(
-                    self._visitor_topic,
-                    value=event.to_json(),
-                    key=event.key,
-                    headers=event.headers,
+                    topic, value=event.to_json(), key=event.key, headers=event.headers
                 )
         except (KafkaError, TimeoutError, OSError) as exc:
             raise BrokerUnavailable(f"broker did not confirm: {type(exc).__name__}") from exc

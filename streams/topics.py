@@ -21,6 +21,7 @@ def parley_topics(settings: Settings) -> dict[str, int]:
     """Every topic Parley writes to, with its partition count."""
     return {
         settings.visitor_topic: settings.topic_partitions,
+        settings.agent_topic: settings.topic_partitions,
         settings.dead_letter_topic: 1,
     }
 

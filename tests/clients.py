@@ -8,6 +8,25 @@ from typing import Any
 
 import socketio
 
+VISITOR_EVENTS = [
+    "conversationHistory",
+    "messageSent",
+    "newMessage",
+    "agentReplied",
+    "messagesRead",
+    "agentIsTyping",
+]
+DASHBOARD_EVENTS = [
+    "newMessage",
+    "messageSent",
+    "conversationUpdated",
+    "messagesRead",
+    "messagesDelivered",
+    "visitorContextUpdated",
+    "visitorIsTyping",
+    "visitorStatusChanged",
+]
+
 
 class Recorder:
     """Collects every event a client receives, with its arrival time."""
@@ -47,15 +66,19 @@ async def visitor(
     *,
     headers: dict[str, str] | None = None,
     identify: bool = True,
+    last_seq: int | None = None,
 ) -> Recorder:
     client = socketio.AsyncClient(reconnection=False)
-    recorder = Recorder(client, ["conversationHistory", "messageSent", "newMessage"])
+    recorder = Recorder(client, VISITOR_EVENTS)
     auth: dict[str, Any] = {"projectId": project_id}
     if visitor_uid is not None:
         auth["visitorUid"] = visitor_uid
     await client.connect(url, auth=auth, headers=headers or {}, transports=["websocket"])
     if identify and visitor_uid is not None:
-        ack = await recorder.call("identify", {"projectId": project_id, "visitorUid": visitor_uid})
+        hello: dict[str, Any] = {"projectId": project_id, "visitorUid": visitor_uid}
+        if last_seq is not None:
+            hello["lastSeq"] = last_seq
+        ack = await recorder.call("identify", hello)
         assert ack == {"ok": True}, ack
         await recorder.wait_for("conversationHistory", 1)
     return recorder
@@ -63,7 +86,7 @@ async def visitor(
 
 async def dashboard(url: str, token: str, project_id: int | None = None) -> Recorder:
     client = socketio.AsyncClient(reconnection=False)
-    recorder = Recorder(client, ["newMessage", "messageSent"])
+    recorder = Recorder(client, DASHBOARD_EVENTS)
     await client.connect(url, auth={"token": token}, transports=["websocket"])
     if project_id is not None:
         ack = await recorder.call("joinProjectRoom", {"projectId": project_id})

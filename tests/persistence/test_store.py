@@ -112,7 +112,7 @@ async def test_messages_of_unknown_projects_are_returned_not_stored(
     good, bad = incoming(project.id, uid()), incoming(project.id + 1000, uid())
     result = await MessageStore(engine=engine).append([good, bad])
     assert [m["tempId"] for m in result.stored] == [good.temp_id]
-    assert result.unknown_project == [bad]
+    assert result.rejected == [(bad, f"project {bad.project_id} does not exist")]
 
 
 async def test_visitors_of_one_batch_get_their_own_conversations(
@@ -145,3 +145,69 @@ async def test_outbox_ids_follow_seq_within_each_conversation(
         by_conversation.setdefault(row.conversation_id, []).append(row.payload["message"]["seq"])
     assert len(by_conversation) == 5
     assert all(seqs == list(range(1, 29)) for seqs in by_conversation.values())
+
+
+async def test_agent_replies_share_the_conversation_seq(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    agent = await directory.add_agent(project_id=project.id, email="ada@p.test", display_name="Ada")
+    visitor = uid()
+    store = MessageStore(engine=engine)
+    first = await store.append([incoming(project.id, visitor, "help?")])
+    conversation_id = first.stored[0]["conversationId"]
+    reply = incoming(
+        project.id,
+        visitor,
+        "on it",
+        sender_type="agent",
+        conversation_id=conversation_id,
+        agent_id=agent.id,
+    )
+    result = await store.append([reply, reply])
+    [shape] = result.stored
+    assert result.duplicates == 1
+    assert shape["seq"] == 2 and shape["senderType"] == "agent"
+    assert shape["fromCustomer"] is False
+    assert shape["agentId"] == agent.id and shape["agentName"] == "Ada"
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(conversations))).one()
+    assert row.unread_count == 1  # replies are not unread for agents
+    assert row.last_seq == 2 and row.last_message_snippet == "on it"
+
+
+async def test_replies_naming_the_wrong_conversation_or_agent_are_rejected(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    project = await directory.create_project(name="p")
+    other = await directory.create_project(name="q")
+    agent = await directory.add_agent(project_id=project.id, email="ada@p.test")
+    visitor = uid()
+    store = MessageStore(engine=engine)
+    conversation_id = (await store.append([incoming(project.id, visitor)])).stored[0][
+        "conversationId"
+    ]
+
+    def reply(**changes: object) -> object:
+        fields: dict = {
+            "sender_type": "agent",
+            "conversation_id": conversation_id,
+            "agent_id": agent.id,
+        }
+        fields.update(changes)
+        return incoming(fields.pop("project_id", project.id), visitor, "x", **fields)
+
+    result = await store.append(
+        [
+            reply(conversation_id=conversation_id + 99),
+            reply(project_id=other.id),
+            reply(agent_id=agent.id + 99),
+        ]
+    )
+    assert result.stored == []
+    reasons = [reason for _, reason in result.rejected]
+    assert reasons == [
+        f"conversation {conversation_id + 99} not found",
+        f"conversation {conversation_id} not found",
+        f"agent {agent.id + 99} does not exist",
+    ]

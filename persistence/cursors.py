@@ -1,0 +1,94 @@
+"""Opaque cursors for the dashboard's conversation list and its catch-up sync.
+
+A cursor is base64url of a small JSON object. Clients must treat it as opaque:
+its fields may change, and a cursor of one kind is refused by the other.
+
+- A page cursor is the last row's sort key ``(updated_at, id)``: the next page
+  starts strictly after it (keyset pagination, stable while rows are added).
+- A sync cursor is a point in time: the next sync returns what changed at or after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+from persistence.errors import PersistenceError
+
+MAX_CURSOR_LENGTH = 512  # characters; ours are well under 100
+PAGE_KIND = "page"
+SYNC_KIND = "sync"
+
+
+class InvalidCursor(PersistenceError):
+    """A cursor this server did not issue, or one of the other kind."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PageCursor:
+    """Where a page of the newest-first conversation list ended."""
+
+    updated_at: dt.datetime
+    id: int
+
+    def encode(self) -> str:
+        return _encode({"k": PAGE_KIND, "u": self.updated_at.isoformat(), "i": self.id})
+
+    @classmethod
+    def decode(cls, text: str) -> PageCursor:
+        body = _decode(text, PAGE_KIND)
+        try:
+            row_id = body["i"]
+            if isinstance(row_id, bool) or not isinstance(row_id, int):
+                raise TypeError("id is not an integer")
+            return cls(updated_at=_timestamp(body["u"]), id=row_id)
+        except (KeyError, TypeError, ValueError):
+            raise InvalidCursor("cursor is invalid") from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SyncCursor:
+    """The time from which the next catch-up sync looks for changes."""
+
+    since: dt.datetime
+
+    def encode(self) -> str:
+        return _encode({"k": SYNC_KIND, "s": self.since.isoformat()})
+
+    @classmethod
+    def decode(cls, text: str) -> SyncCursor:
+        body = _decode(text, SYNC_KIND)
+        try:
+            return cls(since=_timestamp(body["s"]))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidCursor("cursor is invalid") from None
+
+
+def _encode(body: dict[str, Any]) -> str:
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode(text: str, kind: str) -> dict[str, Any]:
+    if not isinstance(text, str) or not text or len(text) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor("cursor is invalid")
+    try:
+        body = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidCursor("cursor is invalid") from None
+    if not isinstance(body, dict) or body.get("k") != kind:
+        raise InvalidCursor(f"cursor is not a {kind} cursor")
+    return body
+
+
+def _timestamp(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise TypeError("timestamp is not a string")
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    return parsed
