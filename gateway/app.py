@@ -24,12 +24,13 @@ from starlette.staticfiles import StaticFiles
 
 from gateway import api, health, replies
 from gateway.clients import ClientRegistry
-from gateway.ephemeral import EphemeralBus, EphemeralSubscriber, ephemeral_channel
-from gateway.fanout import Fanout, Subscriber
+from gateway.ephemeral import EphemeralBus, EphemeralDelivery, ephemeral_channel
+from gateway.fanout import Fanout
 from gateway.presence import Presence
 from gateway.ratelimit import RateLimiter
 from gateway.services import Services
 from gateway.sockets import create_socket_server
+from gateway.subscription import ChannelSubscription
 from gateway.tokens import TokenSigner
 from gateway.typing_indicators import TypingIndicators
 from parley.settings import Settings
@@ -122,10 +123,13 @@ def create_app(settings: Settings) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         services = await build_services(settings)
         slot.value = services
-        subscriber = Subscriber(
-            client=services.redis, channel=settings.events_channel, fanout=Fanout(emitter=sio)
+        fanout = Fanout(emitter=sio)
+        subscriber = ChannelSubscription(
+            client=services.redis,
+            channel=settings.events_channel,
+            deliver=fanout.deliver,
+            name="fanout",
         )
-        fanout = subscriber.fanout
         fanout_task = asyncio.create_task(subscriber.run(), name="gateway-fanout")
         fanout_task.add_done_callback(_report_crash)
         ephemeral_tasks = _start_ephemeral(services, sio)
@@ -164,8 +168,11 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 def _start_ephemeral(services: Services, sio: Any) -> list[asyncio.Task[None]]:
     """Typing and presence: the ephemeral subscriber, the heartbeat, the sweeper."""
-    subscriber = EphemeralSubscriber(
-        client=services.redis, channel=services.ephemeral.channel, emitter=sio
+    subscriber = ChannelSubscription(
+        client=services.redis,
+        channel=services.ephemeral.channel,
+        deliver=EphemeralDelivery(emitter=sio).deliver,
+        name="ephemeral",
     )
     presence = services.presence
     tasks = [

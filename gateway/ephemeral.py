@@ -11,7 +11,6 @@ at-most-once, which suits state that expires or is re-sent anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -21,12 +20,10 @@ import redis.exceptions
 from prometheus_client import Counter
 
 from gateway.fanout import Emitter
-from persistence.backoff import Backoff
 
 logger = logging.getLogger("parley.ephemeral")
 
 CHANNEL_SUFFIX = ":ephemeral"
-READ_TIMEOUT = 1.0  # seconds per pubsub read, so cancellation is prompt
 # Only these reach sockets: a stray publisher on the channel cannot make a
 # gateway emit arbitrary events.
 EVENTS = frozenset({"visitorIsTyping", "agentIsTyping", "visitorStatusChanged"})
@@ -98,53 +95,14 @@ class EphemeralBus:
         return True
 
 
-class EphemeralSubscriber:
-    """Reads the ephemeral channel forever and emits each event to local sockets.
+class EphemeralDelivery:
+    """Emits each ephemeral event to this gateway's own sockets.
 
-    Resubscribes with backoff after Redis drops, like :class:`gateway.fanout.Subscriber`.
+    :class:`gateway.subscription.ChannelSubscription` feeds it from the channel.
     """
 
-    def __init__(self, *, client: aioredis.Redis, channel: str, emitter: Emitter) -> None:
-        self._client = client
-        self._channel = channel
+    def __init__(self, *, emitter: Emitter) -> None:
         self._emitter = emitter
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        backoff = Backoff()
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                self.subscribed.set()
-                backoff.reset()
-                logger.info(
-                    "subscribed to %s", self._channel, extra={"action": "ephemeral.subscribed"}
-                )
-                while True:
-                    message = await pubsub.get_message(timeout=READ_TIMEOUT)
-                    if message is not None and message["type"] == "message":
-                        await self.deliver(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-                OSError,
-            ) as exc:
-                self.subscribed.clear()
-                delay = backoff.next()
-                logger.warning(
-                    "ephemeral subscription lost (%s); resubscribing in %.1fs",
-                    type(exc).__name__,
-                    delay,
-                    extra={"action": "ephemeral.reconnect"},
-                )
-                await asyncio.sleep(delay)
-            finally:
-                self.subscribed.clear()
-                with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def deliver(self, raw: str | bytes) -> None:
         decoded = decode(raw)

@@ -16,11 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-import redis.exceptions
 from prometheus_client import Counter
 
-from persistence.backoff import Backoff
 from persistence.outbox import (
     CONTEXT_UPDATED,
     CONVERSATION_UPDATED,
@@ -32,7 +29,6 @@ from persistence.outbox import (
 logger = logging.getLogger("parley.fanout")
 
 SEEN_EVENTS = 50_000  # event ids remembered for dropping repeats
-READ_TIMEOUT = 1.0  # seconds per pubsub read, so cancellation is prompt
 
 FANNED_OUT = Counter("parley_gateway_events_fanned_out_total", "Relayed events emitted")
 REPEATS = Counter("parley_gateway_events_repeated_total", "Relayed events dropped as repeats")
@@ -171,58 +167,3 @@ class Fanout:
         MESSAGES_DELIVERED: _messages_delivered,
         CONTEXT_UPDATED: _context_updated,
     }
-
-
-class Subscriber:
-    """Reads the events channel forever, resubscribing with backoff after Redis drops."""
-
-    def __init__(self, *, client: aioredis.Redis, channel: str, fanout: Fanout) -> None:
-        self._client = client
-        self._channel = channel
-        self.fanout = fanout
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        backoff = Backoff()
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                self.subscribed.set()
-                backoff.reset()
-                logger.info(
-                    "subscribed to %s", self._channel, extra={"action": "fanout.subscribed"}
-                )
-                while True:
-                    message = await pubsub.get_message(timeout=READ_TIMEOUT)
-                    if message is not None and message["type"] == "message":
-                        await self._deliver(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-                OSError,
-            ) as exc:
-                self.subscribed.clear()
-                delay = backoff.next()
-                logger.warning(
-                    "redis subscription lost (%s); resubscribing in %.1fs",
-                    type(exc).__name__,
-                    delay,
-                    extra={"action": "fanout.reconnect"},
-                )
-                await asyncio.sleep(delay)
-            finally:
-                self.subscribed.clear()
-                with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _deliver(self, data: str | bytes) -> None:
-        try:
-            await self.fanout.deliver(data)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # One bad event must not stop delivery of the ones behind it.
-            logger.exception("could not deliver a relayed event", extra={"action": "fanout.error"})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
+
+logger = logging.getLogger("parley.ratelimit")
 
 KEY_PREFIX = "parley:ratelimit:"
 
@@ -39,8 +43,18 @@ class RateLimiter:
 
     async def check(self, subject: str) -> int:
         now_ms = int(time.time() * 1000)
-        wait_ms = await self._script(
-            keys=[KEY_PREFIX + subject],
-            args=[now_ms, self._window_ms, self._limit, f"{now_ms}:{uuid.uuid4().hex}"],
-        )
+        try:
+            wait_ms = await self._script(
+                keys=[KEY_PREFIX + subject],
+                args=[now_ms, self._window_ms, self._limit, f"{now_ms}:{uuid.uuid4().hex}"],
+            )
+        except (redis.exceptions.RedisError, OSError) as exc:
+            # Fail open: a Redis outage must not stop visitors and agents reaching each
+            # other; the broker still bounds what is accepted.
+            logger.warning(
+                "rate limiter unavailable (%s); allowing",
+                type(exc).__name__,
+                extra={"action": "ratelimit.fail_open"},
+            )
+            return 0
         return math.ceil(int(wait_ms) / 1000) if int(wait_ms) > 0 else 0

@@ -57,10 +57,7 @@ async def send_reply(
         raise Unavailable("temporarily unavailable; retry with the same tempId") from None
     if not member:
         raise Forbidden("you are not a member of this conversation's project")
-    try:
-        retry_after = await services.limiter.check(f"agent:{agent_id}")
-    except Exception:
-        retry_after = 0  # fail open, as for visitors: Redis trouble must not silence agents
+    retry_after = await services.limiter.check(f"agent:{agent_id}")
     if retry_after:
         raise RateLimited(f"too many messages; retry in {retry_after}s", retryAfter=retry_after)
     event = AgentMessage(

@@ -115,7 +115,7 @@ class VisitorHandlers:
             message = validation.outgoing_message(validation.single_payload(args))
             services = self._services()
             subject = f"{client.project_id}:{client.visitor_uid}"
-            retry_after = await self._check_rate(services, subject)
+            retry_after = await services.limiter.check(subject)
             if retry_after:
                 raise RateLimited(
                     f"too many messages; retry in {retry_after}s", retryAfter=retry_after
@@ -138,19 +138,6 @@ class VisitorHandlers:
             return exc.as_ack()
         ACCEPTED.inc()
         return {"ok": True}
-
-    async def _check_rate(self, services: Services, subject: str) -> int:
-        try:
-            return await services.limiter.check(subject)
-        except Exception as exc:
-            # Fail open: a Redis outage must not stop visitors from reaching agents;
-            # the broker still bounds what is accepted.
-            logger.warning(
-                "rate limiter unavailable (%s); allowing",
-                type(exc).__name__,
-                extra={"action": "ratelimit.fail_open"},
-            )
-            return 0
 
     async def mark_read(self, sid: str, *args: Any) -> dict[str, Any]:
         """``markRead {upToSeq}``: the widget showed agent messages up to that seq."""

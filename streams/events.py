@@ -20,6 +20,15 @@ HEADER_EVENT_ID = "event-id"
 HEADER_EVENT_TYPE = "event-type"
 
 
+def partition_key(project_id: int, visitor_uid: str) -> bytes:
+    """One visitor's messages and the replies to them share a partition, so stay in order."""
+    return f"{project_id}:{visitor_uid}".encode()
+
+
+def event_headers(event_id: str, event_type: str) -> list[tuple[str, bytes]]:
+    return [(HEADER_EVENT_ID, event_id.encode()), (HEADER_EVENT_TYPE, event_type.encode())]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class VisitorMessage:
     """A visitor's message, accepted by a gateway and not yet stored."""
@@ -38,15 +47,11 @@ class VisitorMessage:
 
     @property
     def key(self) -> bytes:
-        """Partition key: one visitor's messages share a partition, so stay in order."""
-        return f"{self.project_id}:{self.visitor_uid}".encode()
+        return partition_key(self.project_id, self.visitor_uid)
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            (HEADER_EVENT_ID, self.event_id.encode()),
-            (HEADER_EVENT_TYPE, self.type.encode()),
-        ]
+        return event_headers(self.event_id, self.type)
 
     def to_json(self) -> bytes:
         body = {
@@ -98,15 +103,11 @@ class AgentMessage:
 
     @property
     def key(self) -> bytes:
-        """The visitor's key: a conversation's replies stay in order on one partition."""
-        return f"{self.project_id}:{self.visitor_uid}".encode()
+        return partition_key(self.project_id, self.visitor_uid)
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            (HEADER_EVENT_ID, self.event_id.encode()),
-            (HEADER_EVENT_TYPE, self.type.encode()),
-        ]
+        return event_headers(self.event_id, self.type)
 
     def to_json(self) -> bytes:
         body = {
