@@ -208,3 +208,68 @@ async def test_receipts_and_context_reach_the_right_sockets(
     assert len(dash.payloads("messagesRead")) == 1
     for recorder in (tab, other_tab, dash):
         await recorder.close()
+
+
+async def test_an_agent_reading_tells_the_visitor_and_the_other_dashboards(
+    cluster: Cluster, directory: Directory, signer: TokenSigner
+) -> None:
+    project = await directory.create_project(name="Acme")
+    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
+    await cluster.worker()
+    await cluster.relay()
+    url = await cluster.gateway()
+    tab = await clients.visitor(url, project.id, uid())
+    dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
+    for i in range(3):
+        assert (await tab.call("sendMessage", text(f"m{i}")))["ok"]
+    messages = await dash.wait_for("newMessage", 3)
+    conversation = messages[0]["conversationId"]
+
+    async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+        response = await http.patch(
+            f"/api/projects/{project.id}/conversations/{conversation}",
+            json={"read": True},
+            headers={"Authorization": f"Bearer {signer.issue(agent.id)}"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["unreadCount"] == 0
+    [read] = await tab.wait_for("messagesRead", 1)
+    assert read == {"conversationId": conversation, "upToSeq": 3, "by": "agent"}
+    [updated] = await dash.wait_for("conversationUpdated", 1)
+    assert updated == {"conversationId": conversation, "fields": {"unreadCount": 0}}
+    await asyncio.sleep(SETTLE)
+    assert dash.payloads("messagesRead") == []  # the agents' own receipt goes to the visitor
+    await tab.close()
+    await dash.close()
+
+
+async def test_an_http_reply_answers_202_when_storing_takes_longer(
+    cluster: Cluster, directory: Directory, signer: TokenSigner
+) -> None:
+    """No worker yet: the reply is safe on the topic, and stored once one starts."""
+    project = await directory.create_project(name="Acme")
+    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
+    await cluster.worker("first-worker")
+    await cluster.relay()
+    url = await cluster.gateway()
+    tab = await clients.visitor(url, project.id, uid())
+    dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
+    assert (await tab.call("sendMessage", text("hello?")))["ok"]
+    [first] = await dash.wait_for("newMessage", 1)
+    cluster.children[0].stop()  # the worker goes away
+
+    reply = text("sorry for the wait")
+    async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+        response = await http.post(
+            f"/api/projects/{project.id}/conversations/{first['conversationId']}/messages",
+            json=reply,
+            headers={"Authorization": f"Bearer {signer.issue(agent.id)}"},
+        )
+    assert response.status_code == 202
+    assert response.json() == {"tempId": reply["tempId"], "status": "accepted"}
+
+    await cluster.worker("second-worker")
+    [answer] = await tab.wait_for("agentReplied", 1, timeout=60)
+    assert answer["tempId"] == reply["tempId"] and answer["seq"] == 2
+    await tab.close()
+    await dash.close()
