@@ -74,6 +74,10 @@ def _item(row: Any, visitor_uid: str | None = None) -> dict[str, Any]:
         "lastMessageSnippet": row.last_message_snippet,
         "lastMessageAt": iso(row.last_message_at) if row.last_message_at else None,
         "lastSeq": row.last_seq,
+        # Receipts, so a dashboard that was away can redraw ticks it already showed.
+        "visitorDeliveredSeq": row.visitor_delivered_seq,
+        "visitorReadSeq": row.visitor_read_seq,
+        "agentReadSeq": row.agent_read_seq,
         "updatedAt": iso(row.updated_at),
     }
 

@@ -92,3 +92,19 @@ async def test_receipts_move_status_forward_only(engine: AsyncEngine, directory:
         )
     assert statuses == {1: "sent", 2: "read", 3: "read", 4: "read"}
     assert events[-3:] == ["messages.delivered", "messages.read", "messages.read"]
+
+
+async def test_conversation_items_carry_the_receipt_seqs(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    """A dashboard that was away redraws delivered/read ticks from the sync items."""
+    from persistence.conversations import Conversations
+
+    project_id, visitor, conversation = await seed_conversation(engine, directory)
+    activity = Activity(engine=engine)
+    await activity.visitor_received(project_id=project_id, visitor_uid=visitor, up_to_seq=4)
+    await activity.visitor_read(project_id=project_id, visitor_uid=visitor, up_to_seq=3)
+    page = await Conversations(engine=engine).page(project_id=project_id, limit=5)
+    [item] = page.items
+    assert item["id"] == conversation
+    assert (item["visitorDeliveredSeq"], item["visitorReadSeq"], item["agentReadSeq"]) == (4, 3, 0)

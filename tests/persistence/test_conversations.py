@@ -91,6 +91,9 @@ async def test_pages_newest_first_with_a_stable_cursor(
         "lastMessageSnippet",
         "lastMessageAt",
         "lastSeq",
+        "visitorDeliveredSeq",
+        "visitorReadSeq",
+        "agentReadSeq",
         "updatedAt",
     }
 
