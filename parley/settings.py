@@ -28,7 +28,9 @@ DEFAULT_RATE_LIMIT_WINDOW = 60.0  # seconds
 DEFAULT_FETCH_WAIT = 500  # milliseconds
 DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # seconds
 # A crashed gateway's visitors are marked offline about this long after it died.
-DEFAULT_PRESENCE_TTL = 30.0  # seconds a gateway's heartbeat lives without a refresh
+# Seconds a gateway's heartbeat lives without a refresh. With a sweep every second
+# at most, a crashed gateway's visitors are offline within TTL + 1 s: under 30 s.
+DEFAULT_PRESENCE_TTL = 25.0
 DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
