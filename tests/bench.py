@@ -85,9 +85,7 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
         token = TokenSigner(secret=settings.secret, ttl=3600).issue(agent.id)
 
         cluster = Cluster(settings, workdir)
-        await cluster.worker()
-        await cluster.relay()
-        gateways = [await cluster.gateway("gateway-a"), await cluster.gateway("gateway-b")]
+        gateways = await cluster.start_path("gateway-a", "gateway-b")
         dash = await clients.dashboard(gateways[1], token, project.id)
         tabs = [
             await clients.visitor(gateways[i % 2], project.id, f"bench-visitor-{i}")

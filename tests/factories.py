@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from persistence.directory import Agent, Directory, Project
 from persistence.store import IncomingMessage
 
 
@@ -22,3 +23,10 @@ def incoming(
 
 def uid() -> str:
     return f"visitor-{uuid.uuid4().hex[:10]}"
+
+
+async def project_with_agent(
+    directory: Directory, *, name: str = "Acme", email: str = "ada@acme.test", **agent: str
+) -> tuple[Project, Agent]:
+    project = await directory.create_project(name=name)
+    return project, await directory.add_agent(project_id=project.id, email=email, **agent)

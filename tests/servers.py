@@ -162,6 +162,12 @@ class Cluster:
         await child.wait_for_output("listener.connected")
         return child
 
+    async def start_path(self, *gateways: str) -> list[str]:
+        """The whole message path: a worker, a relay and the named gateways' URLs."""
+        await self.worker()
+        await self.relay()
+        return [await self.gateway(name) for name in gateways or ("gateway",)]
+
     def stop(self) -> None:
         for child in reversed(self.children):
             child.stop()

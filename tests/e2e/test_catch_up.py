@@ -10,7 +10,7 @@ import pytest
 from gateway.tokens import TokenSigner
 from persistence.directory import Directory
 from tests import clients
-from tests.factories import uid
+from tests.factories import project_with_agent, uid
 from tests.servers import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -21,11 +21,8 @@ TOTAL = 20  # messages sent while the dashboard drops out
 async def test_a_dashboard_that_dropped_out_catches_up_with_sync(
     cluster: Cluster, directory: Directory, signer: TokenSigner
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    project, agent = await project_with_agent(directory)
+    [url] = await cluster.start_path()
     token = signer.issue(agent.id)
     dash = await clients.dashboard(url, token, project.id)
     first_sync = await dash.call("sync", {"projectId": project.id})

@@ -15,7 +15,7 @@ from persistence.database import create_engine
 from persistence.directory import Directory
 from persistence.schema import prepare
 from tests import clients
-from tests.factories import uid
+from tests.factories import project_with_agent, uid
 from tests.servers import Cluster, create_topics
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +33,10 @@ async def test_messages_sent_while_postgres_is_down_are_stored_after_it_returns(
         await asyncio.to_thread(prepare, database_url)
         engine = create_engine(database_url, pool_size=1)
         directory = Directory(engine=engine)
-        project = await directory.create_project(name="Acme")
-        agent = await directory.add_agent(project_id=project.id, email="a@acme.test")
+        project, agent = await project_with_agent(directory, email="a@acme.test")
         await engine.dispose()
         await create_topics(settings)
-        await cluster.worker()
-        await cluster.relay()
-        url = await cluster.gateway()
+        [url] = await cluster.start_path()
         token = TokenSigner(secret=settings.secret, ttl=3600).issue(agent.id)
         dash = await clients.dashboard(url, token, project.id)
         tab = await clients.visitor(url, project.id, uid())

@@ -24,7 +24,7 @@ from persistence.outbox import Outbox
 from persistence.store import MessageStore
 from streams.events import VisitorMessage
 from tests import clients
-from tests.factories import incoming, uid
+from tests.factories import incoming, project_with_agent, uid
 from tests.servers import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -47,10 +47,7 @@ async def test_two_gateways_deliver_each_message_exactly_once(
     agents = [
         await directory.add_agent(project_id=project.id, email=f"a{i}@acme.test") for i in range(2)
     ]
-    await cluster.worker()
-    await cluster.relay()
-    gateway_a = await cluster.gateway("gateway-a")
-    gateway_b = await cluster.gateway("gateway-b")
+    gateway_a, gateway_b = await cluster.start_path("gateway-a", "gateway-b")
 
     dash_a = await clients.dashboard(gateway_a, signer.issue(agents[0].id), project.id)
     dash_b = await clients.dashboard(gateway_b, signer.issue(agents[1].id), project.id)
@@ -100,11 +97,8 @@ async def test_two_gateways_deliver_each_message_exactly_once(
 async def test_one_hundred_messages_arrive_in_order(
     cluster: Cluster, directory: Directory, signer: TokenSigner
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="a@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    project, agent = await project_with_agent(directory, email="a@acme.test")
+    [url] = await cluster.start_path()
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
     tab = await clients.visitor(url, project.id, uid())
 
@@ -124,11 +118,8 @@ async def test_one_hundred_messages_arrive_in_order(
 async def test_an_event_consumed_twice_is_stored_and_broadcast_once(
     cluster: Cluster, directory: Directory, signer: TokenSigner, engine: AsyncEngine
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="a@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    project, agent = await project_with_agent(directory, email="a@acme.test")
+    [url] = await cluster.start_path()
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
 
     event = VisitorMessage(
@@ -167,8 +158,7 @@ async def test_an_event_consumed_twice_is_stored_and_broadcast_once(
 async def test_relay_killed_mid_batch_loses_and_duplicates_nothing(
     cluster: Cluster, directory: Directory, signer: TokenSigner, engine: AsyncEngine
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="a@acme.test")
+    project, agent = await project_with_agent(directory, email="a@acme.test")
     url = await cluster.gateway()
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
     total = 300
@@ -215,9 +205,7 @@ async def test_a_project_never_sees_another_projects_messages(
     project_b = await directory.create_project(name="B")
     agent_a = await directory.add_agent(project_id=project_a.id, email="a@a.test")
     agent_b = await directory.add_agent(project_id=project_b.id, email="b@b.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    [url] = await cluster.start_path()
     dash_a = await clients.dashboard(url, signer.issue(agent_a.id), project_a.id)
     dash_b = await clients.dashboard(url, signer.issue(agent_b.id), project_b.id)
     assert (await dash_b.call("joinProjectRoom", {"projectId": project_a.id}))["status"] == "error"

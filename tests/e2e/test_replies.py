@@ -11,7 +11,7 @@ import pytest
 from gateway.tokens import TokenSigner
 from persistence.directory import Directory
 from tests import clients
-from tests.factories import uid
+from tests.factories import project_with_agent, uid
 from tests.servers import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -31,10 +31,7 @@ async def test_a_reply_reaches_both_tabs_once_and_acks_the_agent(
         project_id=project.id, email="ada@acme.test", display_name="Ada"
     )
     other = await directory.add_agent(project_id=project.id, email="bob@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    gateway_a = await cluster.gateway("gateway-a")
-    gateway_b = await cluster.gateway("gateway-b")
+    gateway_a, gateway_b = await cluster.start_path("gateway-a", "gateway-b")
     visitor_uid = uid()
     tab_a = await clients.visitor(gateway_a, project.id, visitor_uid)
     tab_b = await clients.visitor(gateway_b, project.id, visitor_uid)
@@ -91,9 +88,7 @@ async def test_replies_are_checked_like_visitor_messages(
     elsewhere = await directory.create_project(name="Other")
     agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
     outsider = await directory.add_agent(project_id=elsewhere.id, email="eve@other.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    [url] = await cluster.start_path()
     tab = await clients.visitor(url, project.id, uid())
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
     assert (await tab.call("sendMessage", text("hello?")))["ok"]
@@ -124,11 +119,8 @@ async def test_replies_are_checked_like_visitor_messages(
 async def test_a_reconnecting_widget_gets_exactly_the_replies_it_missed(
     cluster: Cluster, directory: Directory, signer: TokenSigner
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    project, agent = await project_with_agent(directory)
+    [url] = await cluster.start_path()
     visitor_uid = uid()
     tab = await clients.visitor(url, project.id, visitor_uid)
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
@@ -159,11 +151,8 @@ async def test_a_reconnecting_widget_gets_exactly_the_replies_it_missed(
 async def test_receipts_and_context_reach_the_right_sockets(
     cluster: Cluster, directory: Directory, signer: TokenSigner
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    project, agent = await project_with_agent(directory)
+    [url] = await cluster.start_path()
     visitor_uid = uid()
     tab = await clients.visitor(url, project.id, visitor_uid)
     other_tab = await clients.visitor(url, project.id, uid())
@@ -213,11 +202,8 @@ async def test_receipts_and_context_reach_the_right_sockets(
 async def test_an_agent_reading_tells_the_visitor_and_the_other_dashboards(
     cluster: Cluster, directory: Directory, signer: TokenSigner
 ) -> None:
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
-    await cluster.worker()
-    await cluster.relay()
-    url = await cluster.gateway()
+    project, agent = await project_with_agent(directory)
+    [url] = await cluster.start_path()
     tab = await clients.visitor(url, project.id, uid())
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
     for i in range(3):
@@ -247,8 +233,7 @@ async def test_an_http_reply_answers_202_when_storing_takes_longer(
     cluster: Cluster, directory: Directory, signer: TokenSigner
 ) -> None:
     """No worker yet: the reply is safe on the topic, and stored once one starts."""
-    project = await directory.create_project(name="Acme")
-    agent = await directory.add_agent(project_id=project.id, email="ada@acme.test")
+    project, agent = await project_with_agent(directory)
     await cluster.worker("first-worker")
     await cluster.relay()
     url = await cluster.gateway()
