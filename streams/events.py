@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from streams.errors import InvalidEvent
 
@@ -30,20 +30,17 @@ def event_headers(event_id: str, event_type: str) -> list[tuple[str, bytes]]:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class VisitorMessage:
-    """A visitor's message, accepted by a gateway and not yet stored."""
+class _Event:
+    """What every topic value has: an id, when a gateway accepted it, its visitor's key."""
 
     project_id: int
     visitor_uid: str
-    temp_id: str
-    content: str
-    session_metadata: dict[str, Any] | None = None
     event_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     accepted_at: str = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     )
 
-    type = VISITOR_MESSAGE
+    type: ClassVar[str]
 
     @property
     def key(self) -> bytes:
@@ -52,6 +49,21 @@ class VisitorMessage:
     @property
     def headers(self) -> list[tuple[str, bytes]]:
         return event_headers(self.event_id, self.type)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VisitorMessage(_Event):
+    """A visitor's message, accepted by a gateway and not yet stored."""
+
+    temp_id: str
+    content: str
+    session_metadata: dict[str, Any] | None = None
+
+    type: ClassVar[str] = VISITOR_MESSAGE
 
     def to_json(self) -> bytes:
         body = {
@@ -64,7 +76,7 @@ class VisitorMessage:
             "sessionMetadata": self.session_metadata,
             "acceptedAt": self.accepted_at,
         }
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return _encode(body)
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> VisitorMessage:
@@ -85,29 +97,15 @@ class VisitorMessage:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class AgentMessage:
+class AgentMessage(_Event):
     """An agent's reply, accepted by a gateway and not yet stored."""
 
-    project_id: int
     conversation_id: int
-    visitor_uid: str
     agent_id: int
     temp_id: str
     content: str
-    event_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
-    accepted_at: str = dataclasses.field(
-        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    )
 
-    type = AGENT_MESSAGE
-
-    @property
-    def key(self) -> bytes:
-        return partition_key(self.project_id, self.visitor_uid)
-
-    @property
-    def headers(self) -> list[tuple[str, bytes]]:
-        return event_headers(self.event_id, self.type)
+    type: ClassVar[str] = AGENT_MESSAGE
 
     def to_json(self) -> bytes:
         body = {
@@ -121,7 +119,7 @@ class AgentMessage:
             "content": self.content,
             "acceptedAt": self.accepted_at,
         }
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return _encode(body)
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> AgentMessage:
