@@ -22,7 +22,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway import api, health, replies
+from gateway import api, health, replies, widget_settings
+from gateway.assets import AssetCatalog
 from gateway.clients import ClientRegistry
 from gateway.ephemeral import EphemeralBus, EphemeralDelivery, ephemeral_channel
 from gateway.fanout import Fanout
@@ -152,6 +153,8 @@ def create_app(settings: Settings) -> Any:
         Route("/metrics", health.metrics),
         *replies.routes,
         *api.routes,
+        *widget_settings.routes,
+        *AssetCatalog().routes(),
     ]
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))

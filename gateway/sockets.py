@@ -18,6 +18,7 @@ from prometheus_client import Gauge
 from gateway.clients import ClientRegistry
 from gateway.dashboards import DashboardHandlers
 from gateway.errors import GatewayError
+from gateway.forms import submit_form
 from gateway.services import Services
 from gateway.typing_indicators import TypingIndicators
 from gateway.visitors import VisitorHandlers
@@ -87,4 +88,5 @@ def create_socket_server(
     sio.on("updateContext", visitors.update_context)
     sio.on("visitorIsTyping", typing.visitor_is_typing)
     sio.on("agentTyping", typing.agent_typing)
+    sio.on("submitForm", submit_form)
     return sio
