@@ -53,6 +53,41 @@ def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting(raw: str) -> tuple[str, Any]:
+    """``key=value``: the value is JSON when it parses (numbers, null), else a string."""
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {raw!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def cmd_project_settings(settings: Settings, args: argparse.Namespace) -> int:
+    """Show the project's widget settings, or change some (``--set``) or reset them."""
+    from persistence.widget_settings import InvalidSetting, WidgetSettingsStore
+
+    async def work(engine: Any) -> Any:
+        store = WidgetSettingsStore(engine=engine)
+        if not args.set and not args.reset:
+            return await store.get(args.project)
+        return await store.update(args.project, dict(args.set), reset=tuple(args.reset))
+
+    try:
+        current = _with_engine(settings, work)
+    except InvalidSetting as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    _print({"project": args.project, "settings": current.public()})
+    return 0
+
+
+def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
+    actions = {"create": cmd_project_create, "settings": cmd_project_settings}
+    return actions[args.action](settings, args)
+
+
 def cmd_agent_create(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.tokens import TokenSigner
     from persistence.directory import Directory
@@ -125,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     create = project.add_parser("create", help="create a project")
     create.add_argument("--name", required=True)
     create.add_argument("--origin", action="append", default=[], help="allowed widget origin")
+    widget = project.add_parser("settings", help="show or change the project's widget settings")
+    widget.add_argument("--project", type=int, required=True)
+    widget.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. theme=dark, headerText='Acme help', autoOpenDelay=10 (repeatable)",
+    )
+    widget.add_argument(
+        "--reset", action="append", default=[], metavar="KEY", help="back to the default"
+    )
 
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(
         dest="action", required=True
@@ -145,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
-    "project": cmd_project_create,
+    "project": cmd_project,
     "agent": cmd_agent_create,
     "gateway": cmd_gateway,
     "relay": cmd_relay,

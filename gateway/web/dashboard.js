@@ -427,6 +427,8 @@
     const c = conversations.get(selected);
     if (c && c.unread && visible()) markRead(c, true);
   });
+  // The browser knows it lost the network before the socket's heartbeat does.
+  addEventListener("offline", () => { if (socket && socket.connected) socket.io.engine.close(); });
   setInterval(() => { if (conversations.size) render(); }, 60000); // "3 min" ages
   $("login").addEventListener("submit", (ev) => { ev.preventDefault(); connect(); });
   if ($("token").value) connect();
