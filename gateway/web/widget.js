@@ -363,7 +363,7 @@ function start() {
       if (!e.fromCustomer) {
         meta.textContent = [settings.agentDisplayName || e.agentName || "Agent", when(e.createdAt)].filter(Boolean).join(" · ");
       } else if (e.state === "sent") {
-        meta.append(when(e.createdAt), state === "read" ? el("span", { className: "read", text: "Read ✓✓" })
+        meta.append(el("span", { text: when(e.createdAt) }), state === "read" ? el("span", { className: "read", text: "Read ✓✓" })
           : state === "delivered" ? "Delivered ✓✓" : "Sent ✓");
       } else if (e.state === "failed") {
         const wait = Math.ceil((e.retryAt - Date.now()) / 1000);
