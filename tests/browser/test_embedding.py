@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
 import sys
+from asyncio.subprocess import PIPE
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -109,11 +110,13 @@ async def test_settings_from_the_cli_reach_the_widget_across_origins(
     command += ["--project", str(stack.project_id)]
     for key, value in changes.items():
         command += ["--set", f"{key}={value}"]
-    done = subprocess.run(
-        command, env=stack.cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    process = await asyncio.create_subprocess_exec(
+        *command, env=stack.cluster.env, cwd=ROOT, stdout=PIPE, stderr=PIPE
     )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["settings"]["headerText"] == "Acme support"
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out)["settings"]["headerText"] == "Acme support"
 
     _, visitor = await new_page(browser, viewport={"width": 1024, "height": 768})
     # The settings call is cross-origin (the host site is another port): CORS must allow it.
