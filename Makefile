@@ -5,8 +5,12 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parley-installed
+# The browser tests drive Debian's Chromium through Playwright; Playwright's own
+# browser download is never used (it cannot reach its host here).
+CHROMIUM ?= /usr/bin/chromium
+export PARLEY_CHROMIUM := $(CHROMIUM)
 
-.PHONY: install run test lint format typecheck unit e2e bench clean
+.PHONY: install run test lint format typecheck unit e2e browser chromium bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -22,8 +26,16 @@ run: install
 	$(BIN)/parley run
 
 ## Lint, type-check and run every test against real services.
-test: install lint typecheck
+test: install lint typecheck chromium
 	$(BIN)/pytest
+
+## Chromium for tests/browser: installed with apt-get when missing and we may; else a clear stop.
+chromium:
+	@test -x "$(CHROMIUM)" || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& echo "installing Chromium for the browser tests (apt-get install chromium)" \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || true
+	@test -x "$(CHROMIUM)" || { echo "make: the browser tests need Chromium at $(CHROMIUM)."; \
+		echo "      Install it (Debian/Ubuntu: sudo apt-get install chromium) or run make CHROMIUM=/path/to/chromium."; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .
@@ -38,6 +50,9 @@ typecheck: install
 
 e2e: install
 	$(BIN)/pytest -m e2e
+
+browser: install chromium
+	$(BIN)/pytest -m browser
 
 bench: install
 	$(BIN)/python -m tests.bench
