@@ -60,3 +60,40 @@ async def test_visitor_and_agent_talk_live(browser: Browser, stack: Stack) -> No
     await screenshot(visitor, "widget")
     await screenshot(agent, "dashboard")
     assert visitor.js_errors == [] and agent.js_errors == []  # type: ignore[attr-defined]
+
+
+async def test_the_dashboard_list_typing_context_and_filter(browser: Browser, stack: Stack) -> None:
+    _, ann = await new_page(browser)
+    _, bob = await new_page(browser)
+    _, agent = await new_page(browser, viewport={"width": 1280, "height": 720})
+    await open_dashboard(agent, stack)
+    await open_widget(ann, stack.host_page("ann.html"))
+    await open_widget(bob, stack.host_page("bob.html"))
+    await visitor_says(ann, "ann here")
+    items = agent.locator("#conversations button")
+    await expect(items).to_have_count(1)
+    await items.first.click()
+    await visitor_says(bob, "bob here")
+    await visitor_says(bob, "bob again")
+    await visitor_says(bob, "bob a third time")
+    # Newest activity first, with the unread count of the conversation not open.
+    await expect(items.locator(".snippet")).to_have_text(["bob a third time", "ann here"])
+    await expect(items.first.locator(".badge")).to_have_text("3")
+    await expect(items.nth(1).locator(".badge")).to_have_count(0)
+
+    # Typing both ways, and the page the visitor moves to in a single-page app.
+    await ann.locator("parley-chat textarea").fill("I am typ")
+    await expect(agent.locator("#typing")).to_have_text("Visitor is typing…")
+    await agent.locator("#reply").fill("Let me check")
+    await expect(ann.locator("parley-chat .typing")).to_have_text("Ada is typing…")
+    await ann.evaluate("history.pushState({}, '', '/checkout?step=2')")
+    await expect(agent.locator("#viewing")).to_contain_text("/checkout?step=2")
+
+    await ann.locator("parley-chat textarea").fill("")  # stops typing
+    await expect(agent.locator("#typing")).to_have_text("")
+    # Closing moves it out of the open list and into the closed one.
+    await agent.locator("#close").click()
+    await expect(items.locator(".snippet")).to_have_text(["bob a third time"])
+    await agent.locator("#filter").select_option("closed")
+    await expect(items.locator(".snippet")).to_have_text(["ann here"])
+    assert agent.js_errors == []  # type: ignore[attr-defined]
