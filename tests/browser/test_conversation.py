@@ -7,7 +7,8 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import Stack, new_page, screenshot
 
-pytestmark = pytest.mark.browser
+# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
 async def open_widget(page: Page, url: str) -> None:

@@ -14,7 +14,8 @@ from tests.browser.conftest import Stack, new_page, screenshot
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 from tests.servers import ROOT
 
-pytestmark = pytest.mark.browser
+# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b> & &amp;'
 HOSTILE_CSS = """<style>

@@ -12,7 +12,8 @@ from tests.browser.conftest import Stack, new_page
 from tests.browser.test_conversation import open_widget, visitor_says
 from tests.browser.test_reliability import wait_stored
 
-pytestmark = pytest.mark.browser
+# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 WINDOW = 4  # seconds of the rate-limit window in this test
 

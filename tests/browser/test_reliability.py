@@ -11,7 +11,8 @@ from playwright.async_api import Browser, expect
 from tests.browser.conftest import Stack, new_page
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 
-pytestmark = pytest.mark.browser
+# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 SETTLE = 2.0  # seconds to wait for a stray duplicate after the expected messages arrived
 

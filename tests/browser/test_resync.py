@@ -20,7 +20,8 @@ from tests.browser.conftest import Stack, new_page
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 from tests.browser.test_reliability import stored_contents, wait_stored
 
-pytestmark = pytest.mark.browser
+# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 RESYNC = '42["resync"]'  # an Engine.IO message carrying the Socket.IO event, no payload
 
