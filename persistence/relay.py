@@ -35,7 +35,14 @@ REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
 
 
 class RedisPublisher:
-    """Publishes to one Redis channel; connection trouble becomes PublishUnavailable."""
+    """Publishes to one Redis channel; any Redis error becomes PublishUnavailable.
+
+    A PUBLISH fails for reasons of Redis, never of the row: a dropped connection,
+    but also a refusal that holds for every row alike (``NOPERM`` from an ACL,
+    ``READONLY`` from a replica, ``OOM``, ``LOADING``). Counting those against
+    each row would park a whole healthy backlog, so the relay treats every one
+    of them as an outage: it backs off and retries the batch, uncounted.
+    """
 
     def __init__(self, *, client: aioredis.Redis, channel: str) -> None:
         self._client = client
@@ -44,8 +51,9 @@ class RedisPublisher:
     async def publish(self, message: str) -> None:
         try:
             await self._client.publish(self._channel, message)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            raise PublishUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        except (redis.exceptions.RedisError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            raise PublishUnavailable(f"redis unavailable: {reason}") from exc
 
 
 class OutboxRelay:
