@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 
@@ -14,7 +13,9 @@ from parley.settings import Settings
 from tests.servers import gateway_in_process
 
 
-async def until_failing(client: httpx.AsyncClient, failing: list[str], timeout: float = 20.0) -> None:
+async def until_failing(
+    client: httpx.AsyncClient, failing: list[str], timeout: float = 20.0
+) -> None:
     """Until /readyz names exactly ``failing`` (200 when empty); fail loudly on timeout."""
     deadline = time.monotonic() + timeout
     while True:

@@ -169,9 +169,7 @@ async def test_a_refused_subscription_is_retried_reported_and_then_resyncs(
             await admin.execute_command("ACL", "SETUSER", "default", "+@all")
             await until(ready, "/readyz to recover")
             await until(lambda: _true(resyncs), "resync")
-            await publish_until_received(
-                admin, own.events_channel, relayed(7, project.id), dash, 1
-            )
+            await publish_until_received(admin, own.events_channel, relayed(7, project.id), dash, 1)
             assert resyncs == [()]
             await dash.close()
     finally:
