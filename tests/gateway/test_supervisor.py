@@ -1,4 +1,4 @@
-"""Background tasks restart after any error, or an unexpected return; only cancellation ends them."""
+"""Background tasks restart after any error or an unexpected return; cancellation ends them."""
 
 from __future__ import annotations
 
