@@ -30,10 +30,6 @@ CONFIRM_TIMEOUT = 5.0  # seconds Redis gets to confirm a SUBSCRIBE
 DROPPED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-class SubscriptionRefused(Exception):
-    """Redis did not confirm the SUBSCRIBE in time, or answered something else."""
-
-
 class ChannelSubscription:
     """Hands every message of ``channel`` to ``deliver``, resubscribing with backoff.
 
@@ -93,17 +89,19 @@ class ChannelSubscription:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
-        """Subscribe, and return only once Redis confirmed it (a refusal raises)."""
+        """Subscribe, and return only once Redis confirmed it.
+
+        A refusal raises; no confirmation within :data:`CONFIRM_TIMEOUT` raises
+        TimeoutError. Either way ``run`` backs off and starts again.
+        """
         await pubsub.subscribe(self._channel)
         async with asyncio.timeout(CONFIRM_TIMEOUT):
             while True:
-                # A refusal (NOPERM) is the reply to SUBSCRIBE and raises here.
+                # A refusal (NOPERM) is the reply to SUBSCRIBE and raises here. A health
+                # check's pong may come first; no message can, before the subscription.
                 reply = await pubsub.get_message(timeout=READ_TIMEOUT)
-                if reply is None:
-                    continue
-                if reply["type"] == "subscribe":
+                if reply is not None and reply["type"] == "subscribe":
                     break
-                raise SubscriptionRefused(f"unexpected reply to SUBSCRIBE: {reply['type']!r}")
         self.subscribed.set()
         logger.info("subscribed to %s", self._channel, extra={"action": f"{self._name}.subscribed"})
         if self._was_subscribed and self._on_resubscribed is not None:

@@ -31,6 +31,11 @@ RELAYED = Counter("parley_relay_published_total", "Outbox events published to Re
 FAILED = Counter("parley_relay_publish_failures_total", "Outbox rows whose publish failed")
 PARKED = Counter("parley_relay_parked_total", "Outbox rows parked after repeated failures")
 PENDING = Gauge("parley_relay_outbox_pending", "Unpublished, unparked outbox rows")
+OUTAGES = Counter(
+    "parley_relay_outage_rounds_total",
+    "Relay rounds abandoned because PostgreSQL or Redis was unavailable (retried, uncounted)",
+    ["service"],
+)
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
 
 
@@ -106,6 +111,9 @@ class OutboxRelay:
                     self._publisher, batch_size=self._batch_size, max_attempts=self._max_attempts
                 )
             except (DatabaseUnavailable, PublishUnavailable) as exc:
+                OUTAGES.labels(
+                    service="redis" if isinstance(exc, PublishUnavailable) else "postgres"
+                ).inc()
                 delay = backoff.next()
                 logger.warning(
                     "relay round failed (%s); retrying in %.1fs",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.embedded import EmbeddedRedis
@@ -123,6 +124,11 @@ async def test_relay_survives_a_redis_restart_without_losing_events(
         redis_server.stop()
 
 
+def redis_outages() -> float:
+    sample = REGISTRY.get_sample_value("parley_relay_outage_rounds_total", {"service": "redis"})
+    return sample or 0.0
+
+
 async def test_a_redis_refusing_every_publish_is_an_outage_not_a_fault_of_each_row(
     settings: Settings, engine: AsyncEngine, directory: Directory, tmp_path: Path
 ) -> None:
@@ -151,7 +157,9 @@ async def test_a_redis_refusing_every_publish_is_an_outage_not_a_fault_of_each_r
             await store.append([incoming(project.id, visitor, f"m{i}") for i in range(5)])
             # Backoff 0.1 + 0.2 + 0.4 + 0.8 s: at least three refused rounds, more than
             # max_attempts, so counting them against rows would have parked every one.
+            outages = redis_outages()
             await asyncio.sleep(2.0)
+            assert redis_outages() >= outages + 3
             assert publisher.accepted == []
             async with engine.connect() as conn:
                 rows = (await conn.execute(sa.select(outbox.c.attempts, outbox.c.parked_at))).all()
