@@ -69,7 +69,6 @@ class ChannelSubscription:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.subscribed.clear()
                 delay = backoff.next()
                 dropped = isinstance(exc, DROPPED)
                 logger.log(
@@ -82,11 +81,11 @@ class ChannelSubscription:
                     extra={"action": f"{self._name}.reconnect"},
                     exc_info=not dropped,
                 )
-                await asyncio.sleep(delay)
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
         """Subscribe, and return only once Redis confirmed it.
