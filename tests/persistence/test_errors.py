@@ -24,7 +24,7 @@ from tests.factories import incoming, uid
 
 
 async def failure_of(engine: AsyncEngine, *statements: str, **params: object) -> BaseException:
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - the kind is what is tested
+    with pytest.raises(Exception) as caught:
         async with engine.begin() as conn:
             for statement in statements:
                 await conn.execute(sa.text(statement), params)
