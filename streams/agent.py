@@ -155,12 +155,16 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                 async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WINDOW):
                     try:
                         await handler.handle([raw_event(event) for event in events])
-                    except WorkerStopping:
+                    except (WorkerStopping, asyncio.CancelledError) as exc:
+                        # Faust cancels the agent when it stops, usually before the
+                        # retry loop polls the stop: either way, nothing is acked.
                         logger.warning(
                             "stopping with a batch of %d unstored; it will be redelivered",
                             len(events),
                             extra={"action": "agent.stopping"},
                         )
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
                         return
                     for event in events:
                         await stream.ack(event)

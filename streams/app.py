@@ -50,11 +50,11 @@ class ParleyApp(faust.App):  # type: ignore[misc]
         a forced exit loses nothing, since nothing unstored was acked.
         """
         self.conf.stream_wait_empty = False
-        _start_watchdog(STOP_TIMEOUT)
+        start_stop_watchdog(STOP_TIMEOUT)
         await super().on_stop()
 
 
-def _start_watchdog(timeout: float) -> None:
+def start_stop_watchdog(timeout: float) -> None:
     def expire() -> None:
         logger.error(
             "the worker did not stop within %.0fs; exiting",
