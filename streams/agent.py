@@ -89,6 +89,11 @@ class BatchHandler:
             except InvalidEvent as exc:
                 invalid.append((event, str(exc)))
                 continue
+            except Exception as exc:
+                # A decoding bug must not stall the partition either.
+                logger.exception("decoding an event failed", extra={"action": "agent.decode_error"})
+                invalid.append((event, f"cannot be decoded: {exc!r}"))
+                continue
             batch.append(message)
             source[id(message)] = event
         outcome = await self._storer.store(batch)
