@@ -175,3 +175,56 @@ async def test_a_refused_subscription_is_retried_reported_and_then_resyncs(
     finally:
         await admin.aclose()
         redis_server.stop()
+
+
+async def test_only_the_gateway_that_lost_its_subscription_sends_resync(
+    settings: Settings, project: Project, agent_token: str, tmp_path: Path
+) -> None:
+    """Each gateway tells only its own sockets; the other's never missed anything."""
+    redis_server = EmbeddedRedis(workdir=tmp_path / "redis")
+    redis_server.start()
+    own = settings.replace(redis_url=redis_server.url)
+    admin = aioredis.Redis.from_url(redis_server.url)
+
+    async def subscribers() -> set[str]:
+        return {c["id"] for c in await admin.client_list(_type="pubsub")}
+
+    try:
+        async with (
+            gateway_in_process(own) as url_a,
+            httpx.AsyncClient(base_url=url_a, timeout=10) as http_a,
+        ):
+
+            async def a_ready() -> bool:
+                return await readiness(http_a) == (200, [])
+
+            await until(a_ready, "gateway A to be ready")
+            await until(lambda: _has(subscribers(), 2), "A's two subscriptions")
+            gateway_a = await subscribers()
+            async with (
+                gateway_in_process(own) as url_b,
+                httpx.AsyncClient(base_url=url_b, timeout=10) as http_b,
+            ):
+
+                async def b_ready() -> bool:
+                    return await readiness(http_b) == (200, [])
+
+                await until(b_ready, "gateway B to be ready")
+                dash_a = await clients.dashboard(url_a, agent_token, project.id)
+                dash_b = await clients.dashboard(url_b, agent_token, project.id)
+                resyncs_a, resyncs_b = resyncs_of(dash_a), resyncs_of(dash_b)
+                for client_id in gateway_a:
+                    await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+                await until(lambda: _true(resyncs_a), "resync on gateway A's dashboard")
+                await asyncio.sleep(0.5)  # what B would have sent by now
+                assert resyncs_a == [()]
+                assert resyncs_b == []
+                await dash_a.close()
+                await dash_b.close()
+    finally:
+        await admin.aclose()
+        redis_server.stop()
+
+
+async def _has(ids: Awaitable[set[str]], count: int) -> bool:
+    return len(await ids) >= count
