@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from gateway.supervisor import Supervisor, supervised
 
 
-async def wait_until(condition: object, what: str, timeout: float = 10.0) -> None:
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
@@ -50,7 +51,7 @@ async def test_stop_cancels_every_task_within_the_grace() -> None:
     supervisor = Supervisor()
     stopped: list[str] = []
 
-    def forever(name: str) -> object:
+    def forever(name: str) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
             try:
                 await asyncio.Event().wait()
@@ -59,7 +60,7 @@ async def test_stop_cancels_every_task_within_the_grace() -> None:
 
         return run
 
-    tasks = [supervisor.start(name, forever(name)) for name in ("a", "b")]  # type: ignore[arg-type]
+    tasks = [supervisor.start(name, forever(name)) for name in ("a", "b")]
     assert [t.get_name() for t in tasks] == ["a", "b"]
     await asyncio.sleep(0.05)
     started = time.monotonic()
