@@ -26,8 +26,11 @@ from gateway import api, health, replies
 from gateway.clients import ClientRegistry
 from gateway.ephemeral import EphemeralBus, EphemeralDelivery, ephemeral_channel
 from gateway.fanout import Fanout
+from gateway.limits import SocketLimits
 from gateway.presence import Presence
-from gateway.ratelimit import RateLimiter
+from gateway.project_cache import ProjectCache
+from gateway.ratelimit import DistinctLimiter, RateLimiter
+from gateway.revocation import AgentAccess, revocation_channel
 from gateway.services import Services
 from gateway.sockets import create_socket_server
 from gateway.subscription import ChannelSubscription
@@ -81,16 +84,24 @@ async def build_services(settings: Settings) -> Services:
         await client.aclose()
         await engine.dispose()
         raise
+    directory = Directory(engine=engine)
     return Services(
         engine=engine,
         redis=client,
         producer=producer,
-        directory=Directory(engine=engine),
+        directory=directory,
+        projects=ProjectCache(directory=directory),
         history=History(engine=engine),
         activity=Activity(engine=engine),
         conversations=Conversations(engine=engine),
         limiter=RateLimiter(
             client=client, limit=settings.rate_limit_count, window=settings.rate_limit_window
+        ),
+        new_visitors=DistinctLimiter(
+            client=client,
+            limit=settings.new_visitor_limit,
+            window=settings.new_visitor_window,
+            prefix=f"{settings.events_channel}:new-visitors:",
         ),
         signer=TokenSigner(secret=settings.secret, ttl=settings.token_ttl),
         ephemeral=EphemeralBus(client=client, channel=ephemeral_channel(settings.events_channel)),
@@ -117,7 +128,10 @@ def create_app(settings: Settings) -> Any:
     slot = ServiceSlot()
     clients = ClientRegistry()
     typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
-    sio = create_socket_server(services=slot, clients=clients, typing=typing)
+    sio = create_socket_server(
+        services=slot, clients=clients, typing=typing, limits=SocketLimits.from_settings(settings)
+    )
+    access = AgentAccess(sio=sio, clients=clients, services=slot)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -133,6 +147,7 @@ def create_app(settings: Settings) -> Any:
         fanout_task = asyncio.create_task(subscriber.run(), name="gateway-fanout")
         fanout_task.add_done_callback(_report_crash)
         ephemeral_tasks = _start_ephemeral(services, sio)
+        ephemeral_tasks += _start_revocation(services, settings, access)
         logger.info("gateway started", extra={"action": "gateway.start"})
         try:
             yield {"services": services, "subscriber": subscriber, "fanout": fanout}
@@ -164,6 +179,28 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         logger.critical(
             "fan-out task died: %r", task.exception(), extra={"action": "gateway.fanout_crash"}
         )
+
+
+def _start_revocation(
+    services: Services, settings: Settings, access: AgentAccess
+) -> list[asyncio.Task[None]]:
+    """Revocation notices from `parley agent revoke|remove`, and the periodic backstop."""
+    subscriber = ChannelSubscription(
+        client=services.redis,
+        channel=revocation_channel(settings.events_channel),
+        deliver=access.deliver,
+        name="revocation",
+    )
+    tasks = [
+        asyncio.create_task(subscriber.run(), name="gateway-revocation"),
+        asyncio.create_task(
+            access.run_backstop(interval=settings.agent_recheck_interval),
+            name="gateway-agent-recheck",
+        ),
+    ]
+    for task in tasks:
+        task.add_done_callback(_report_task_crash)
+    return tasks
 
 
 def _start_ephemeral(services: Services, sio: Any) -> list[asyncio.Task[None]]:

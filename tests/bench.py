@@ -88,7 +88,7 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
         gateways = await cluster.start_path("gateway-a", "gateway-b")
         dash = await clients.dashboard(gateways[1], token, project.id)
         tabs = [
-            await clients.visitor(gateways[i % 2], project.id, f"bench-visitor-{i}")
+            await clients.visitor(gateways[i % 2], project.id, str(uuid.uuid4()))
             for i in range(visitors)
         ]
         # Warm-up: the first message of each visitor creates its conversation.
