@@ -15,10 +15,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import Counter
 
-from persistence.directory import Directory, Project
+from persistence.directory import Project
 from persistence.errors import DatabaseUnavailable, NotFound
 
 logger = logging.getLogger("parley.project_cache")
@@ -35,6 +36,12 @@ LOOKUPS = Counter(
 )
 
 
+class ProjectSource(Protocol):
+    """What the cache reads from: :class:`persistence.directory.Directory`."""
+
+    async def get_project(self, project_id: int) -> Project: ...
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Entry:
     project: Project | None  # None: the id does not exist
@@ -47,7 +54,7 @@ class ProjectCache:
     def __init__(
         self,
         *,
-        directory: Directory,
+        directory: ProjectSource,
         size: int = PROJECT_CACHE_SIZE,
         ttl: float = PROJECT_CACHE_TTL,
         max_stale: float = PROJECT_CACHE_MAX_STALE,
