@@ -32,6 +32,8 @@ logger = logging.getLogger("parley.sockets")
 MAX_PAYLOAD = 1_000_000  # bytes per Socket.IO packet; larger packets close the socket
 CONNECTED = Gauge("parley_gateway_sockets", "Sockets connected to this gateway")
 
+Handler = Callable[..., Awaitable[dict[str, Any]]]
+
 
 def create_socket_server(
     *,
@@ -90,7 +92,6 @@ def create_socket_server(
         if clients.remove(sid) is not None:
             CONNECTED.dec()
         limits.forget(sid)
-        visitors.forget(sid)
         await typing.forget(sid)
         try:
             presence = services().presence
@@ -129,5 +130,3 @@ def create_socket_server(
         sio.on(event, budgeted(event, handler))
     return sio
 
-
-Handler = Callable[..., Awaitable[dict[str, Any]]]

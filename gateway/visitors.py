@@ -230,9 +230,6 @@ class VisitorHandlers:
             client.last_context_url = url
         return {"ok": True, "stored": conversation is not None}
 
-    def forget(self, sid: str) -> None:
-        self._context_throttle.forget(sid)
-
     def _identified(self, sid: str) -> VisitorClient:
         client = self._visitor(sid)
         if not client.identified:
