@@ -129,4 +129,3 @@ def create_socket_server(
     for event, handler in events.items():
         sio.on(event, budgeted(event, handler))
     return sio
-
