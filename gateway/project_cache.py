@@ -10,6 +10,7 @@ identity verification, a rotated secret) reach each gateway within ``ttl``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -66,6 +67,8 @@ class ProjectCache:
         self._max_stale = max_stale
         self._clock = clock
         self._entries: collections.OrderedDict[int, _Entry] = collections.OrderedDict()
+        # One lookup per project at a time: a burst of connects shares it.
+        self._inflight: dict[int, asyncio.Task[Project]] = {}
 
     async def get(self, project_id: int) -> Project:
         """The project; :class:`NotFound` or :class:`DatabaseUnavailable` as the directory."""
@@ -78,7 +81,7 @@ class ProjectCache:
                 LOOKUPS.labels("cached").inc()
                 return _answer(project_id, entry)
         try:
-            project: Project | None = await self._directory.get_project(project_id)
+            project: Project | None = await self._lookup(project_id)
         except NotFound:
             project = None
         except DatabaseUnavailable:
@@ -99,6 +102,23 @@ class ProjectCache:
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
         return _answer(project_id, fresh)
+
+    async def _lookup(self, project_id: int) -> Project:
+        task = self._inflight.get(project_id)
+        if task is None:
+            task = asyncio.create_task(
+                self._directory.get_project(project_id), name=f"project-lookup-{project_id}"
+            )
+            self._inflight[project_id] = task
+            task.add_done_callback(lambda done: self._settled(project_id, done))
+        # Shielded: one waiter's cancellation must not cancel the others' lookup.
+        return await asyncio.shield(task)
+
+    def _settled(self, project_id: int, task: asyncio.Task[Project]) -> None:
+        if self._inflight.get(project_id) is task:
+            del self._inflight[project_id]
+        if not task.cancelled():
+            task.exception()  # retrieved, even when every waiter went away
 
     def __len__(self) -> int:
         return len(self._entries)

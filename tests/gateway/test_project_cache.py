@@ -36,9 +36,11 @@ class Projects:
         self.projects = {i: Project(id=i, name=f"p{i}", allowed_origins=()) for i in ids}
         self.lookups = 0
         self.down = False
+        self.delay = 0.0
 
     async def get_project(self, project_id: int) -> Project:
         self.lookups += 1
+        await asyncio.sleep(self.delay)
         if self.down:
             raise DatabaseUnavailable("down")
         if project_id not in self.projects:
@@ -56,6 +58,17 @@ async def test_a_fresh_entry_answers_without_a_lookup_until_its_ttl() -> None:
     source.projects[1] = Project(id=1, name="renamed", allowed_origins=())
     assert (await cache.get(1)).name == "renamed"
     assert source.lookups == 2
+
+
+async def test_a_burst_of_connects_shares_one_lookup() -> None:
+    source = Projects(1)
+    source.delay = 0.05
+    cache = ProjectCache(directory=source, clock=Clock())
+    found = await asyncio.gather(*(cache.get(1) for _ in range(50)))
+    assert {p.id for p in found} == {1} and source.lookups == 1
+    source.down = True
+    results = await asyncio.gather(*(cache.get(2) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, DatabaseUnavailable) for r in results) and source.lookups == 2
 
 
 async def test_unknown_ids_are_remembered_briefly() -> None:
