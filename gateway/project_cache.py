@@ -95,7 +95,6 @@ class ProjectCache:
                 return _answer(project_id, entry)
             LOOKUPS.labels("unavailable").inc()
             raise
-        LOOKUPS.labels("fetched").inc()
         fresh = _Entry(project=project, fetched_at=self._clock())
         self._entries[project_id] = fresh
         self._entries.move_to_end(project_id)
@@ -105,7 +104,10 @@ class ProjectCache:
 
     async def _lookup(self, project_id: int) -> Project:
         task = self._inflight.get(project_id)
-        if task is None:
+        if task is not None:
+            LOOKUPS.labels("shared").inc()
+        else:
+            LOOKUPS.labels("fetched").inc()  # one query of the database
             task = asyncio.create_task(
                 self._directory.get_project(project_id), name=f"project-lookup-{project_id}"
             )

@@ -113,7 +113,10 @@ class VisitorHandlers:
         return client
 
     async def identify(self, sid: str, *args: Any) -> dict[str, Any]:
-        """``identify {projectId, visitorUid}`` → ``conversationHistory {messages}``."""
+        """``identify {projectId?, visitorUid?, lastSeq?}`` → ``conversationHistory {messages}``.
+
+        Binds the uid when the socket has none yet; never switches it (``forbidden``).
+        """
         try:
             client = self._visitor(sid)
             body = validation.require_object(validation.single_payload(args))

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from gateway.project_cache import MISSING_TTL, ProjectCache
+from gateway.project_cache import LOOKUPS, MISSING_TTL, ProjectCache
 from parley.embedded import EmbeddedPostgres
 from parley.settings import Settings
 from persistence.database import create_engine
@@ -157,3 +158,22 @@ async def test_widgets_connect_and_send_while_postgres_is_stopped(
     finally:
         await consumer.stop()
     assert keys == {f"{project.id}:{v}".encode() for v in visitors}
+
+
+async def test_a_connect_burst_costs_the_database_one_lookup(
+    gateway_url: str, project: Project, agent_token: str
+) -> None:
+    fetched = LOOKUPS.labels("fetched")
+    before = fetched._value.get()
+    tabs = await asyncio.gather(
+        *(clients.visitor(gateway_url, project.id, uid(), identify=False) for _ in range(40))
+    )
+    assert fetched._value.get() - before == 1
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=15) as http:
+        response = await http.get(
+            f"/api/projects/{project.id}/conversations",
+            headers={"Authorization": f"Bearer {agent_token}"},
+        )
+        assert response.status_code == 200
+    for tab in tabs:
+        await tab.close()
