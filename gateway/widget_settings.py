@@ -45,7 +45,8 @@ async def settings(request: Request) -> Response:
         return _error(404, "not_found", "no such project", open_cors)
     services: Services = request.state.services
     try:
-        project = await services.directory.get_project(project_id)
+        # The connect path's cache: a flood of settings calls costs one lookup a project.
+        project = await services.projects.get(project_id)
         values = await WidgetSettingsStore(engine=services.engine).get(project_id)
     except NotFound:
         return _error(404, "not_found", f"project {project_id} does not exist", open_cors)

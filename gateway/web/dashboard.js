@@ -198,6 +198,7 @@
     s.on("connect", () => join(s));
     s.on("disconnect", (reason) => {
       joined = false;
+      syncing = null; // the rejoin starts a new walk from the kept cursor
       typingConv = null;
       for (const r of replies.values()) if (r.state === "sending") { r.attempt++; r.state = "queued"; }
       renderThread();
@@ -226,11 +227,21 @@
   }
 
   /** Catch up (after every connect and on resync): `sync` pages until hasMore is false. */
+  /** The highest seq held with none missing below it: a gap (events lost while the gateway
+   *  resubscribed) is asked for again. */
+  function contiguousSeq(c) {
+    const have = new Set(seqs(c));
+    let seq = Math.min(...have);
+    while (have.has(seq + 1)) seq++;
+    return seq;
+  }
+
   function sync(s) {
-    const run = syncing = {};
+    if (syncing && syncing.socket === s) { syncing.again = true; return; } // one walk at a time
+    const run = syncing = { socket: s, again: false };
     const lastSeqs = {};
     const known = [...conversations.values()].filter((c) => c.messages.size).sort((a, b) => b.lastAt - a.lastAt);
-    for (const c of known.slice(0, 1000)) lastSeqs[c.id] = Math.max(...seqs(c));
+    for (const c of known.slice(0, 1000)) lastSeqs[c.id] = contiguousSeq(c);
     setStatus("online; catching up…", "connecting");
     let pages = 0, total = 0;
     const page = (since) => {
@@ -248,6 +259,7 @@
         if (res.hasMore && res.cursor && ++pages < SYNC_PAGES) return page(res.cursor);
         cursor = res.cursor || cursor; // the last answer's cursor is the next catch-up's start
         syncing = null;
+        if (run.again) return sync(s); // a resync came while this walk ran
         setStatus(`online: project ${projectId}; caught up (${total} conversation(s) changed)`, "online", "ok");
         const c = conversations.get(selected);
         if (c && c.unread && visible()) markRead(c);

@@ -427,8 +427,19 @@ function start() {
   });
 
   let asked = null;
+  /** identify's lastSeq: in the newest conversation, the highest seq held with none missing
+   *  below it, so a gap (events lost while the gateway resubscribed) is sent again. */
+  function lastSeq() {
+    const { conv } = latest();
+    const have = new Set(stored().filter((e) => e.conversationId === conv).map((e) => e.seq));
+    if (!have.size) return { conv, seq: null };
+    let seq = Math.min(...have);
+    while (have.has(seq + 1)) seq++;
+    return { conv, seq };
+  }
+
   function identify() {
-    const last = latest();
+    const last = lastSeq();
     const payload = { projectId, visitorUid };
     if (last.seq != null) payload.lastSeq = last.seq; // only what we missed
     asked = last;

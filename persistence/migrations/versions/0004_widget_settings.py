@@ -1,7 +1,7 @@
 """widget settings
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29 16:40:00.000000
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0004"
-# Re-chained after "0003" (branch abuse) when both are merged.
-down_revision: str | None = "0002"
+# After 0003 (identity and token revocation, from branch abuse).
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
