@@ -14,7 +14,11 @@ const URL_HISTORY_LIMIT = 50; // pages kept for sessionMetadata.urlHistory
 
 const script = document.currentScript;
 const projectId = parseInt((script && script.getAttribute("data-project-id")) || "", 10);
+// A site that verifies identities names the visitor itself (its own UUID for the
+// signed-in user) and signs it: hex HMAC-SHA256(project secret, visitorUid).
+const givenUid = script && script.getAttribute("data-visitor-uid");
 const signature = script && script.getAttribute("data-visitor-signature");
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const base = (script && script.getAttribute("data-parley-base")) || (script ? new URL(script.src).origin : location.origin);
 
 const DEFAULTS = {
@@ -38,7 +42,6 @@ const store = {
 };
 const KEYS = {
   uid: `parley.${projectId}.visitorUid`,
-  outbox: `parley.${projectId}.outbox`, // messages not yet stored, kept across reloads
   open: `parley.${projectId}.open`,
   pages: `parley.${projectId}.pages`,
   landing: `parley.${projectId}.landing`,
@@ -179,10 +182,15 @@ function start() {
   const ui = mount();
   let settings = { ...DEFAULTS };
   const visitorUid = (() => {
+    if (givenUid && UUID_RE.test(givenUid)) return givenUid.toLowerCase();
     let uid = store.get(KEYS.uid, null);
-    if (typeof uid !== "string" || !/^[0-9a-f-]{36}$/i.test(uid)) { uid = uuid(); store.set(KEYS.uid, uid); }
+    // The gateway accepts only UUIDs; anything else in storage is replaced.
+    if (typeof uid !== "string" || !UUID_RE.test(uid)) { uid = uuid(); store.set(KEYS.uid, uid); }
     return uid;
   })();
+  // Messages not yet stored, kept across reloads: one queue per visitor, so a sign-in
+  // or sign-out on the site never sends one visitor's text as another's.
+  KEYS.outbox = `parley.${projectId}.${visitorUid}.outbox`;
 
   // Every message on screen, keyed by tempId (or "id:<id>" for agent messages without one).
   const entries = new Map();
@@ -330,9 +338,10 @@ function start() {
     ui.conn.dataset.state = state;
     ui.conn.textContent = text;
     const offline = state === "offline";
-    ui.notice.hidden = !(offline && settings.offlineMessage) && !ui.notice.dataset.error;
-    if (offline && settings.offlineMessage) Object.assign(ui.notice, { textContent: settings.offlineMessage, className: "notice warn" });
-    else if (ui.notice.dataset.error) Object.assign(ui.notice, { textContent: ui.notice.dataset.error, className: "notice error" });
+    const error = ui.notice.dataset.error; // a refusal says more than "offline"
+    ui.notice.hidden = !error && !(offline && settings.offlineMessage);
+    if (error) Object.assign(ui.notice, { textContent: error, className: "notice error" });
+    else if (offline && settings.offlineMessage) Object.assign(ui.notice, { textContent: settings.offlineMessage, className: "notice warn" });
   }
   function setError(text) {
     ui.notice.dataset.error = text || "";

@@ -50,7 +50,15 @@ class Stack:
     token: str
     cluster: Cluster
 
-    def host_page(self, name: str, *, head: str = "", body: str = "", **data: str) -> str:
+    def host_page(
+        self,
+        name: str,
+        *,
+        head: str = "",
+        body: str = "",
+        project_id: int | None = None,
+        **data: str,
+    ) -> str:
         """Write a host page that embeds the widget with one tag; its URL."""
         attrs = " ".join(f'data-{key.replace("_", "-")}="{value}"' for key, value in data.items())
         (self.host_dir / name).write_text(
@@ -59,7 +67,7 @@ class Stack:
             f"<title>{name}</title>{head}</head><body>"
             f"<h1>Host page {name}</h1><p>Some text of the host site.</p>{body}"
             f'<script src="{self.gateway}/widget.js" '
-            f'data-project-id="{self.project_id}" {attrs} async>'
+            f'data-project-id="{project_id or self.project_id}" {attrs} async>'
             "</script></body></html>"
         )
         return f"{self.host}/{name}"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from asyncio.subprocess import PIPE
 
 import pytest
 from playwright.async_api import Browser, expect
 
+from gateway.identity import sign
+from persistence.directory import Directory
 from tests.browser.conftest import Stack, new_page, screenshot
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 from tests.servers import ROOT
@@ -131,3 +134,31 @@ async def test_settings_from_the_cli_reach_the_widget_across_origins(
     await expect(visitor.locator("parley-chat .root")).to_have_class("root dark left")
     box = await visitor.locator("parley-chat .panel").bounding_box()
     assert box is not None and box["x"] < 100  # bottom-left
+
+
+async def test_identity_verification_with_the_sites_signature(
+    browser: Browser, stack: Stack, directory: Directory
+) -> None:
+    verified = await directory.create_project(
+        name="Verified", origins=[stack.host], require_identity=True
+    )
+    secret = (await directory.identity_secret(verified.id)).identity_secret
+    assert secret is not None
+    uid = str(uuid.uuid4())
+    signed = stack.host_page(
+        "signed.html", project_id=verified.id, visitor_uid=uid, visitor_signature=sign(secret, uid)
+    )
+    _, visitor = await new_page(browser)
+    await open_widget(visitor, signed)
+    await visitor_says(visitor, "signed in")
+    await expect(visitor.locator("parley-chat .msg.mine.sent")).to_have_count(1)
+    # The site's uid is used as given, and not kept as this browser's anonymous one.
+    assert (
+        await visitor.evaluate(f"localStorage.getItem('parley.{verified.id}.visitorUid')") is None
+    )
+
+    _, stranger = await new_page(browser)
+    await stranger.goto(stack.host_page("unsigned.html", project_id=verified.id))
+    await stranger.locator("parley-chat .launcher").click()
+    await expect(stranger.locator("parley-chat .conn")).to_have_attribute("data-state", "offline")
+    await expect(stranger.locator("parley-chat .notice")).to_contain_text("verifies identities")
