@@ -1,12 +1,15 @@
 """Real headless Chromium (Debian's, never a downloaded one) against the real message path.
 
-Each test gets the gateway, the Faust worker and the relay as child processes, a
-project whose only allowed origin is a separate host site (another port), and an
-agent. Host pages are files that a small HTTP server serves from the test's folder.
+The tests share one message path (a gateway, the Faust worker and the relay as
+child processes, on a database of their own) and one Chromium; each test gets a
+project whose only allowed origin is a separate host site (another port), an agent,
+and fresh browser contexts. A test that stops the worker or needs other settings
+takes a private path. Host pages are files that a small HTTP server serves from the test's folder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -16,15 +19,20 @@ import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.tokens import TokenSigner
 from parley.embedded import free_port
 from parley.settings import Settings
+from persistence.database import create_engine
 from persistence.directory import Directory
 from tests.servers import Cluster, create_topics
+from tests.services import ServiceSet, isolated_settings
 
 CHROMIUM = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,6 +57,7 @@ class Stack:
     project_id: int
     token: str
     cluster: Cluster
+    directory: Directory
 
     def host_page(
         self,
@@ -93,45 +102,96 @@ def host_site(root: Path) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture
-async def cluster(settings: Settings, tmp_path: Path) -> AsyncIterator[Cluster]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessagePath:
+    """A database, a gateway, a Faust worker and a relay: the whole path, running."""
+
+    settings: Settings
+    cluster: Cluster
+    engine: AsyncEngine
+    gateway: str
+
+
+@contextlib.asynccontextmanager
+async def message_path(
+    services: ServiceSet, root: Path, **changes: Any
+) -> AsyncIterator[MessagePath]:
+    name = await services.clone_template()
+    settings = isolated_settings(services, services.database_url(name), root).replace(**changes)
     await create_topics(settings)
-    running = Cluster(settings, tmp_path)
+    cluster = Cluster(settings, root)
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_size=2)
     try:
-        yield running
+        [gateway] = await cluster.start_path()
+        yield MessagePath(settings=settings, cluster=cluster, engine=engine, gateway=gateway)
     finally:
-        running.stop()
+        cluster.stop()
+        await engine.dispose()
+        await services.drop_database(name)
+
+
+# Starting the path costs seconds; the tests share one, each with a project of its own.
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shared_path(
+    services: ServiceSet, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[MessagePath]:
+    async with message_path(services, tmp_path_factory.mktemp("browser-path")) as path:
+        yield path
 
 
 @pytest.fixture
-def signer(settings: Settings) -> TokenSigner:
-    return TokenSigner(secret=settings.secret, ttl=settings.token_ttl)
+def path_changes() -> dict[str, Any]:
+    """Settings a module's private path runs with (override it in the module)."""
+    return {}
 
 
-@pytest.fixture
-async def stack(
-    cluster: Cluster, directory: Directory, signer: TokenSigner, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    root = tmp_path / "site"
-    root.mkdir()
+@pytest_asyncio.fixture(loop_scope="session")
+async def private_path(
+    services: ServiceSet, tmp_path: Path, path_changes: dict[str, Any]
+) -> AsyncIterator[MessagePath]:
+    """A path of the test's own: for a test that stops its worker or changes settings."""
+    root = tmp_path / "path"
+    await asyncio.to_thread(root.mkdir)
+    async with message_path(services, root, **path_changes) as path:
+        yield path
+
+
+async def _stack(path: MessagePath, root: Path) -> AsyncIterator[Stack]:
+    await asyncio.to_thread(root.mkdir)
+    directory = Directory(engine=path.engine)
+    signer = TokenSigner(secret=path.settings.secret, ttl=path.settings.token_ttl)
     with host_site(root) as origin:
         project = await directory.create_project(name="Acme", origins=[origin])
         agent = await directory.add_agent(
-            project_id=project.id, email="ada@acme.test", display_name="Ada"
+            project_id=project.id, email=f"ada-{project.id}@acme.test", display_name="Ada"
         )
-        [gateway] = await cluster.start_path()
         yield Stack(
-            gateway=gateway,
+            gateway=path.gateway,
             host=origin,
             host_dir=root,
             project_id=project.id,
             token=signer.issue(agent.id),
-            cluster=cluster,
+            cluster=path.cluster,
+            directory=directory,
         )
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(shared_path: MessagePath, tmp_path: Path) -> AsyncIterator[Stack]:
+    """A project of this test's own, with an agent, a host site, on the shared path."""
+    async for made in _stack(shared_path, tmp_path / "site"):
+        yield made
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def private_stack(private_path: MessagePath, tmp_path: Path) -> AsyncIterator[Stack]:
+    async for made in _stack(private_path, tmp_path / "site"):
+        yield made
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
     if not shutil.which(CHROMIUM):
         pytest.fail(
             f"Chromium is not at {CHROMIUM}: `make test` installs it (apt-get install chromium); "
@@ -145,6 +205,17 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(chromium: Browser) -> AsyncIterator[Browser]:
+    """The shared Chromium; the contexts a test opened are closed after it, so no
+    socket of one test lingers into the next."""
+    try:
+        yield chromium
+    finally:
+        for context in list(chromium.contexts):
+            await context.close()
 
 
 async def new_page(browser: Browser, **options: object) -> tuple[BrowserContext, Page]:

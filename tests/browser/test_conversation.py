@@ -7,8 +7,12 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import Stack, new_page, screenshot
 
-# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+# A loaded machine makes starting a private path slow.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.asyncio(loop_scope="session"),  # the shared path and browser live there
+]
 
 
 async def open_widget(page: Page, url: str) -> None:

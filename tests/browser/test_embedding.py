@@ -12,13 +12,16 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from gateway.identity import sign
-from persistence.directory import Directory
 from tests.browser.conftest import Stack, new_page, screenshot
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 from tests.servers import ROOT
 
-# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+# A loaded machine makes starting a private path slow.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.asyncio(loop_scope="session"),  # the shared path and browser live there
+]
 
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b> & &amp;'
 HOSTILE_CSS = """<style>
@@ -137,8 +140,9 @@ async def test_settings_from_the_cli_reach_the_widget_across_origins(
 
 
 async def test_identity_verification_with_the_sites_signature(
-    browser: Browser, stack: Stack, directory: Directory
+    browser: Browser, stack: Stack
 ) -> None:
+    directory = stack.directory
     verified = await directory.create_project(
         name="Verified", origins=[stack.host], require_identity=True
     )

@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, expect
 
-from parley.settings import Settings
 from tests.browser.conftest import Stack, new_page
 from tests.browser.test_conversation import open_widget, visitor_says
 from tests.browser.test_reliability import wait_stored
 
-# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+# A loaded machine makes starting a private path slow.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.asyncio(loop_scope="session"),  # the shared path and browser live there
+]
 
 WINDOW = 4  # seconds of the rate-limit window in this test
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.replace(rate_limit_count=2, rate_limit_window=WINDOW)
+def path_changes() -> dict[str, Any]:
+    return {"rate_limit_count": 2, "rate_limit_window": WINDOW}
 
 
 async def test_a_rate_limited_message_waits_then_retries_with_its_tempid(
-    browser: Browser, stack: Stack
+    browser: Browser, private_stack: Stack
 ) -> None:
+    stack = private_stack
     _, visitor = await new_page(browser)
     await open_widget(visitor, stack.host_page("shop.html"))
     for n in (1, 2, 3):

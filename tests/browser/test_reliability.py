@@ -11,8 +11,12 @@ from playwright.async_api import Browser, expect
 from tests.browser.conftest import Stack, new_page
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 
-# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+# A loaded machine makes starting a private path slow.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.asyncio(loop_scope="session"),  # the shared path and browser live there
+]
 
 SETTLE = 2.0  # seconds to wait for a stray duplicate after the expected messages arrived
 

@@ -20,8 +20,12 @@ from tests.browser.conftest import Stack, new_page
 from tests.browser.test_conversation import open_dashboard, open_widget, visitor_says
 from tests.browser.test_reliability import stored_contents, wait_stored
 
-# Each test starts its own gateway, worker and relay; a loaded machine makes that slow.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+# A loaded machine makes starting a private path slow.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(300),
+    pytest.mark.asyncio(loop_scope="session"),  # the shared path and browser live there
+]
 
 RESYNC = '42["resync"]'  # an Engine.IO message carrying the Socket.IO event, no payload
 
@@ -89,7 +93,10 @@ async def test_a_dashboard_catches_up_on_resync(browser: Browser, stack: Stack) 
     assert agent.js_errors == []  # type: ignore[attr-defined]
 
 
-async def test_a_widget_catches_up_and_resends_on_resync(browser: Browser, stack: Stack) -> None:
+async def test_a_widget_catches_up_and_resends_on_resync(
+    browser: Browser, private_stack: Stack
+) -> None:
+    stack = private_stack  # its worker is stopped halfway
     _, visitor = await new_page(browser)
     tap = Tap()
     await tap.attach(visitor)
