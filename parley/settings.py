@@ -36,6 +36,7 @@ DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
 SECRET_FILE = "secret.key"
+MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than its block of output are guessable
 
 
 class SettingsError(Exception):
@@ -88,23 +89,42 @@ def _optional(env: Mapping[str, str], key: str) -> str | None:
     return value or None
 
 
+def _strong(value: str, source: str) -> Secret:
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"{source} is {'empty' if not value else 'too short'}: it must be at least "
+            f"{MIN_SECRET_BYTES} bytes; generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return Secret(value)
+
+
 def load_secret(env: Mapping[str, str], data_dir: Path) -> Secret:
-    """PARLEY_SECRET, or a generated development key kept under the data folder."""
-    configured = _optional(env, "PARLEY_SECRET")
-    if configured is not None:
-        return Secret(configured)
+    """PARLEY_SECRET, or a generated development key kept under the data folder.
+
+    A PARLEY_SECRET that is set must be strong, even when empty: an empty value
+    usually means a deployment forgot to pass it, and falling back to a per-process
+    key would make every process sign tokens the others refuse.
+    """
+    if "PARLEY_SECRET" in env:
+        return _strong(env["PARLEY_SECRET"].strip(), "PARLEY_SECRET")
     path = data_dir / SECRET_FILE
     if path.exists():
-        return Secret(path.read_text().strip())
+        return _strong(path.read_text().strip(), str(path))
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting at once must agree on one key.
+    # Written whole under a private name, then linked into place: two processes
+    # starting at once agree on one key, and neither can read a half-written file.
+    draft = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        os.link(draft, path)
     except FileExistsError:
-        return Secret(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
+        return _strong(path.read_text().strip(), str(path))
+    finally:
+        draft.unlink(missing_ok=True)
     return Secret(value)
 
 

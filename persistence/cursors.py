@@ -20,6 +20,11 @@ from typing import Any
 from persistence.errors import PersistenceError
 
 MAX_CURSOR_LENGTH = 512  # characters; ours are well under 100
+MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
+# Every cursor we issue is a recent time; these bounds keep a forged one from
+# overflowing datetime arithmetic on its way to PostgreSQL.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 PAGE_KIND = "page"
 SYNC_KIND = "sync"
 
@@ -45,6 +50,8 @@ class PageCursor:
             row_id = body["i"]
             if isinstance(row_id, bool) or not isinstance(row_id, int):
                 raise TypeError("id is not an integer")
+            if not 0 < row_id <= MAX_ROW_ID:
+                raise ValueError("id is out of range")
             return cls(updated_at=_timestamp(body["u"]), id=row_id)
         except (KeyError, TypeError, ValueError):
             raise InvalidCursor("cursor is invalid") from None
@@ -91,4 +98,10 @@ def _timestamp(value: Any) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("timestamp has no time zone")
+    try:
+        in_utc = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if not EARLIEST <= in_utc < LATEST:
+        raise ValueError("timestamp is out of range")
     return parsed
