@@ -117,7 +117,9 @@ def create_app(settings: Settings) -> Any:
     slot = ServiceSlot()
     clients = ClientRegistry()
     typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
-    sio = create_socket_server(services=slot, clients=clients, typing=typing)
+    sio = create_socket_server(
+        services=slot, clients=clients, typing=typing, transports=settings.socket_transports
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:

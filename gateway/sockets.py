@@ -21,6 +21,7 @@ from gateway.errors import GatewayError
 from gateway.services import Services
 from gateway.typing_indicators import TypingIndicators
 from gateway.visitors import VisitorHandlers
+from parley.settings import DEFAULT_SOCKET_TRANSPORTS
 
 logger = logging.getLogger("parley.sockets")
 
@@ -33,10 +34,12 @@ def create_socket_server(
     services: Callable[[], Services],
     clients: ClientRegistry | None = None,
     typing: TypingIndicators | None = None,
+    transports: tuple[str, ...] = DEFAULT_SOCKET_TRANSPORTS,
 ) -> socketio.AsyncServer:
     """``clients`` and ``typing`` come from the caller when its lifespan must reach them."""
     sio = socketio.AsyncServer(
         async_mode="asgi",
+        transports=list(transports),
         # Origins are checked per project at connect, against the project's list.
         cors_allowed_origins="*",
         async_handlers=False,

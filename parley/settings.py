@@ -36,6 +36,10 @@ DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
 SECRET_FILE = "secret.key"
+SOCKET_TRANSPORTS = ("polling", "websocket")  # what Engine.IO offers
+# Long-polling spreads one session over many HTTP requests, which must all reach the
+# same gateway (sticky sessions); the widget and dashboard only use websocket.
+DEFAULT_SOCKET_TRANSPORTS = ("websocket",)
 MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than its block of output are guessable
 
 
@@ -99,6 +103,19 @@ def _strong(value: str, source: str) -> Secret:
     return Secret(value)
 
 
+def _transports(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("PARLEY_SOCKET_TRANSPORTS")
+    if raw is None or not raw.strip():
+        return DEFAULT_SOCKET_TRANSPORTS
+    names = tuple(name.strip() for name in raw.split(","))
+    if not all(name in SOCKET_TRANSPORTS for name in names):
+        raise SettingsError(
+            f"PARLEY_SOCKET_TRANSPORTS must list {' and/or '.join(SOCKET_TRANSPORTS)}, "
+            f"comma-separated; got {raw!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def load_secret(env: Mapping[str, str], data_dir: Path) -> Secret:
     """PARLEY_SECRET, or a generated development key kept under the data folder.
 
@@ -158,6 +175,7 @@ class Settings:
     relay_poll_interval: float = DEFAULT_RELAY_POLL_INTERVAL
     relay_batch_size: int = DEFAULT_RELAY_BATCH_SIZE
     relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
+    socket_transports: tuple[str, ...] = DEFAULT_SOCKET_TRANSPORTS
     relay_metrics_port: int | None = None
     worker_metrics_port: int | None = None
     log_level: str = "INFO"
@@ -190,6 +208,7 @@ class Settings:
             ),
             relay_batch_size=_int(env, "PARLEY_RELAY_BATCH_SIZE", DEFAULT_RELAY_BATCH_SIZE),
             relay_max_attempts=_int(env, "PARLEY_RELAY_MAX_ATTEMPTS", DEFAULT_RELAY_MAX_ATTEMPTS),
+            socket_transports=_transports(env),
             relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
             worker_metrics_port=_int(env, "PARLEY_WORKER_METRICS_PORT", 0) or None,
             log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),

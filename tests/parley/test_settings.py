@@ -74,3 +74,17 @@ def test_empty_or_short_secret_file_is_refused(tmp_path: Path, content: str) -> 
     (tmp_path / "secret.key").write_text(content)
     with pytest.raises(SettingsError, match=r"secret\.key"):
         Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)})
+
+
+def test_socket_transports_default_to_websocket_only(tmp_path: Path) -> None:
+    assert Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)}).socket_transports == ("websocket",)
+    both = Settings.from_env(
+        {"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SOCKET_TRANSPORTS": " polling , websocket "}
+    )
+    assert both.socket_transports == ("polling", "websocket")
+
+
+@pytest.mark.parametrize("value", ["carrier-pigeon", "websocket,smoke", ","])
+def test_unknown_socket_transports_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="PARLEY_SOCKET_TRANSPORTS"):
+        Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SOCKET_TRANSPORTS": value})
