@@ -18,6 +18,7 @@ from prometheus_client import Gauge
 from gateway.clients import ClientRegistry
 from gateway.dashboards import DashboardHandlers
 from gateway.errors import GatewayError
+from gateway.packets import BoundedServer
 from gateway.services import Services
 from gateway.typing_indicators import TypingIndicators
 from gateway.visitors import VisitorHandlers
@@ -37,7 +38,7 @@ def create_socket_server(
     transports: tuple[str, ...] = DEFAULT_SOCKET_TRANSPORTS,
 ) -> socketio.AsyncServer:
     """``clients`` and ``typing`` come from the caller when its lifespan must reach them."""
-    sio = socketio.AsyncServer(
+    sio = BoundedServer(
         async_mode="asgi",
         transports=list(transports),
         # Origins are checked per project at connect, against the project's list.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import httpx
+import pytest
+import socketio
 
 from parley.settings import Settings
 from persistence.directory import Project
@@ -29,3 +34,46 @@ async def test_long_polling_can_be_turned_on(settings: Settings) -> None:
         opened = await http.get(HANDSHAKE)
         assert opened.status_code == 200, opened.text
         assert '"sid"' in opened.text
+
+
+async def test_binary_attachments_get_a_clear_error(gateway_url: str, project: Project) -> None:
+    visitor = await clients.visitor(gateway_url, project.id, str(uuid.uuid4()))
+    ack = await visitor.call("sendMessage", {"content": b"\x00\xff", "tempId": str(uuid.uuid4())})
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload", ack
+    ok = await visitor.call("sendMessage", {"content": "hi", "tempId": str(uuid.uuid4())})
+    assert ok == {"ok": True}
+    await visitor.close()
+
+
+async def test_attachments_cannot_add_up_past_the_packet_limit(
+    gateway_url: str, project: Project
+) -> None:
+    """Each attachment is its own frame, under 1 MB; together they must not pass it."""
+    visitor = await clients.visitor(gateway_url, project.id, str(uuid.uuid4()))
+    parts = {f"part{i}": bytes(600_000) for i in range(3)}
+    with pytest.raises(socketio.exceptions.TimeoutError):
+        await visitor.call("sendMessage", {"content": "x", "tempId": "t", **parts}, timeout=5)
+    deadline = asyncio.get_running_loop().time() + 5
+    while visitor.client.connected:
+        assert asyncio.get_running_loop().time() < deadline, "the socket was not closed"
+        await asyncio.sleep(0.05)
+    # Others are still served.
+    other = await clients.visitor(gateway_url, project.id, str(uuid.uuid4()))
+    ok = await other.call("sendMessage", {"content": "hi", "tempId": str(uuid.uuid4())})
+    assert ok == {"ok": True}
+    await other.close()
+
+
+async def test_a_huge_attachment_count_closes_the_socket(
+    gateway_url: str, project: Project
+) -> None:
+    visitor = await clients.visitor(gateway_url, project.id, str(uuid.uuid4()))
+    # A BINARY_EVENT header announcing 999999 attachments, then a few of them.
+    eio = visitor.client.eio
+    await eio.send('5999999-["sendMessage",{"_placeholder":true,"num":0}]')
+    for _ in range(3):
+        await eio.send(bytes(10))
+    deadline = asyncio.get_running_loop().time() + 5
+    while visitor.client.connected:
+        assert asyncio.get_running_loop().time() < deadline, "the socket was not closed"
+        await asyncio.sleep(0.05)
