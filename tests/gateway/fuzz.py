@@ -17,7 +17,7 @@ from persistence.models import metadata
 
 # Per event or route. The whole campaign (10 events, 6 routes) runs in about a
 # minute on a quiet machine; raise it locally for a longer hunt.
-EXAMPLES = 30
+EXAMPLES = 20
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
