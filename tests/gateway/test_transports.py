@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -77,3 +78,30 @@ async def test_a_huge_attachment_count_closes_the_socket(
     while visitor.client.connected:
         assert asyncio.get_running_loop().time() < deadline, "the socket was not closed"
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        '27["sendMessage",' + "[" * 300_000 + "]" * 300_000 + "]",
+        '28["sendMessage",{"content": "hi",',
+        '29["sendMessage",NaN,]',
+    ],
+    ids=["deeply-nested", "truncated", "malformed"],
+)
+async def test_an_undecodable_event_is_answered(
+    gateway_url: str, project: Project, packet: str
+) -> None:
+    """JSON too deep for the decoder, or not JSON: the ack says so and the socket serves on."""
+    visitor = await clients.visitor(gateway_url, project.id, str(uuid.uuid4()))
+    answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    packet_id = int(packet[1])  # Engine.IO adds the message type "4" in front
+    # The identify call registered this namespace's callbacks; ids 7-9 are still unused.
+    visitor.client.callbacks["/"][packet_id] = answered.set_result
+    await visitor.client.eio.send(packet)
+    async with asyncio.timeout(5):
+        ack = await answered
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload", ack
+    ok = await visitor.call("sendMessage", {"content": "hi", "tempId": str(uuid.uuid4())})
+    assert ok == {"ok": True}
+    await visitor.close()
