@@ -88,3 +88,23 @@ def test_socket_transports_default_to_websocket_only(tmp_path: Path) -> None:
 def test_unknown_socket_transports_are_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(SettingsError, match="PARLEY_SOCKET_TRANSPORTS"):
         Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SOCKET_TRANSPORTS": value})
+
+
+def test_abuse_limits_and_trusted_proxies(tmp_path: Path) -> None:
+    base = {"PARLEY_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).trusted_proxies == ()
+    custom = Settings.from_env(
+        {
+            **base,
+            "PARLEY_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.4,::1",
+            "PARLEY_CONNECT_BURST": "7",
+            "PARLEY_NEW_VISITOR_LIMIT": "3",
+            "PARLEY_SOCKET_EVENT_RATE": "0.5",
+            "PARLEY_AGENT_RECHECK_INTERVAL": "2",
+        }
+    )
+    assert custom.trusted_proxies == ("10.0.0.0/8", "192.168.1.4", "::1")
+    assert custom.connect_burst == 7 and custom.new_visitor_limit == 3
+    assert custom.socket_event_rate == 0.5 and custom.agent_recheck_interval == 2.0
+    with pytest.raises(SettingsError, match="PARLEY_TRUSTED_PROXIES"):
+        Settings.from_env({**base, "PARLEY_TRUSTED_PROXIES": "proxy.example"})
