@@ -23,9 +23,9 @@ from persistence.errors import PersistenceError
 
 MAX_CURSOR_LENGTH = 512  # characters; ours are well under 100
 MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
-# Every cursor we issue is a recent time; these bounds keep a forged one from
+# Cursors we issue hold times from 1970 on; these bounds keep a forged one from
 # overflowing datetime arithmetic on its way to PostgreSQL.
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)  # sync starts "from the beginning" at 1970
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 PAGE_KIND = "page"
 SYNC_KIND = "sync"
@@ -84,7 +84,6 @@ class SyncCursor:
 
 # --- Sync paging: the continuation a paged catch-up carries between answers. ---
 
-MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
 MAX_SEQ = 2**31 - 1  # seq is a PostgreSQL integer
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.settings import Settings
 from persistence.models import metadata
 
 # Per event or route. The whole campaign (10 events, 6 routes) runs in about a
@@ -56,6 +57,19 @@ ODD_TEXT = [
     "%00",
 ]
 BIG_NUMBERS = [2**31, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, 10**30, 1e308]
+
+
+def relaxed(settings: Settings) -> Settings:
+    """The abuse limits out of the way: the campaign sends far more than a client may."""
+    return settings.replace(
+        rate_limit_count=1_000_000,
+        socket_event_burst=1_000_000.0,
+        socket_event_rate=1_000_000.0,
+        connect_burst=1_000_000,
+        connect_rate=1_000_000.0,
+        new_visitor_limit=1_000_000,
+        context_updates_per_minute=1_000_000,
+    )
 
 
 def nested(depth: int) -> Any:
