@@ -18,7 +18,7 @@ from tests.services import ServiceSet, isolated_settings
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceSet]:
     root = tmp_path_factory.mktemp("services")
-    started = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x"}), root)
+    started = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x" * 32}), root)
     try:
         started.create_template()
         yield started
