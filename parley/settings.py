@@ -35,6 +35,10 @@ DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
+# Seven days is enough to replay a worker's outage; the dead-letter topic keeps
+# events long enough for someone to notice, fix and replay them.
+DEFAULT_TOPIC_RETENTION_HOURS = 7 * 24
+DEFAULT_DEAD_LETTER_RETENTION_HOURS = 30 * 24
 SECRET_FILE = "secret.key"
 
 
@@ -141,6 +145,16 @@ class Settings:
     relay_metrics_port: int | None = None
     worker_metrics_port: int | None = None
     log_level: str = "INFO"
+    topic_retention_hours: int = DEFAULT_TOPIC_RETENTION_HOURS
+    dead_letter_retention_hours: int = DEFAULT_DEAD_LETTER_RETENTION_HOURS
+    # Kafka client security (streams/security.py checks the combination).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +187,26 @@ class Settings:
             relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
             worker_metrics_port=_int(env, "PARLEY_WORKER_METRICS_PORT", 0) or None,
             log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
+            topic_retention_hours=_int(
+                env, "PARLEY_TOPIC_RETENTION_HOURS", DEFAULT_TOPIC_RETENTION_HOURS
+            ),
+            dead_letter_retention_hours=_int(
+                env, "PARLEY_DEAD_LETTER_RETENTION_HOURS", DEFAULT_DEAD_LETTER_RETENTION_HOURS
+            ),
+            kafka_security_protocol=(
+                env.get("PARLEY_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT"
+            ).upper(),
+            kafka_ca_file=_optional(env, "PARLEY_KAFKA_CA_FILE"),
+            kafka_cert_file=_optional(env, "PARLEY_KAFKA_CERT_FILE"),
+            kafka_key_file=_optional(env, "PARLEY_KAFKA_KEY_FILE"),
+            kafka_sasl_mechanism=(_optional(env, "PARLEY_KAFKA_SASL_MECHANISM") or "").upper()
+            or None,
+            kafka_sasl_username=_optional(env, "PARLEY_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=(
+                Secret(password)
+                if (password := _optional(env, "PARLEY_KAFKA_SASL_PASSWORD"))
+                else None
+            ),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -79,6 +79,7 @@ def decode_visitor_message(raw: Any) -> IncomingMessage:
         temp_id=event.temp_id,
         content=event.content,
         session_metadata=event.session_metadata,
+        accepted_at=event.accepted_at or None,
     )
 
 
@@ -92,6 +93,7 @@ def decode_agent_message(raw: Any) -> IncomingMessage:
         sender_type="agent",
         conversation_id=event.conversation_id,
         agent_id=event.agent_id,
+        accepted_at=event.accepted_at or None,
     )
 
 
