@@ -102,11 +102,22 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     return None if revision is None else str(revision)
 
 
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    scripts = ScriptDirectory.from_config(alembic_config("postgresql://"))
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
 async def require_schema(engine: AsyncEngine) -> None:
-    """Raise SchemaOutdated unless the database is at this code's head revision."""
+    """Raise SchemaOutdated while the database is behind this code's head revision.
+
+    A revision this code does not know is newer (a rollout migrated ahead of this
+    pod): the old pod keeps serving until it is replaced, which is why
+    migrations must stay backwards compatible for one release (expand, then contract).
+    """
     current = await current_revision(engine)
     head = head_revision()
-    if current != head:
+    if current is None or (current != head and current in known_revisions()):
         raise SchemaOutdated(
             f"the database is at schema revision {current or 'none'}, this code needs"
             f" {head}: run `parley migrate`"
