@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from parley.settings import Settings
-from streams import dead_letters
+from streams import replay as dead_letters
 from streams.lag import group_lag, kafka_offsets
 from streams.tail import tail
 from streams.topics import create_parley_topics, parley_topics
