@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from typing import Any
 
 import faust
@@ -24,11 +26,14 @@ from streams.lag import LagMonitor
 from streams.security import KafkaSecurity
 from streams.transport import TunedTransport
 
-logger = logging.getLogger("parley.worker")
-
 COMMIT_INTERVAL = 0.5  # seconds between offset commits
 SESSION_TIMEOUT = 10.0  # seconds before the group evicts a silent worker
 HEARTBEAT_INTERVAL = 1.0  # seconds
+# Kubernetes kills a pod 30 s after SIGTERM; the worker ends itself before that.
+STOP_TIMEOUT = 20.0  # seconds from the start of a stop to a forced exit
+STOP_TIMEOUT_EXIT_CODE = 70
+
+logger = logging.getLogger("parley.worker")
 
 
 class ParleyApp(faust.App):  # type: ignore[misc]
@@ -53,6 +58,18 @@ class ParleyApp(faust.App):  # type: ignore[misc]
             )
 
     async def on_stop(self) -> None:
+        """Stop without waiting for the batch in hand, and within ``STOP_TIMEOUT``.
+
+        By default Faust waits, before it stops the consumer, until every message
+        being processed is acked; a batch retrying through a PostgreSQL outage
+        would hold the stop until PostgreSQL is back. The agents ack only what
+        they stored (see :mod:`streams.agent`), so the consumer's last commit
+        covers stored messages only, and the abandoned batch is redelivered. The
+        watchdog bounds whatever else could hang (a broker that does not answer):
+        a forced exit loses nothing, since nothing unstored was acked.
+        """
+        self.conf.stream_wait_empty = False
+        start_stop_watchdog(STOP_TIMEOUT)
         if self.lag_task is not None:
             self.lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,6 +87,22 @@ async def check_schema(settings: Settings) -> None:
         raise
     finally:
         await engine.dispose()
+
+
+def start_stop_watchdog(timeout: float) -> None:
+    def expire() -> None:
+        logger.error(
+            "the worker did not stop within %.0fs; exiting",
+            timeout,
+            extra={"action": "worker.stop_timeout"},
+        )
+        logging.shutdown()
+        os._exit(STOP_TIMEOUT_EXIT_CODE)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.name = "parley-stop-watchdog"
+    timer.start()
 
 
 app = ParleyApp("parley", autodiscover=False)

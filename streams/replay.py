@@ -1,8 +1,8 @@
 """The dead-letter topic: show what the worker could not store, and replay it after a fix.
 
-Replay sends each dead-lettered event back to the topic its ``type`` names
-(``visitor.message`` → the visitor topic, ``agent.message`` → the agent topic),
-with its original key and event id, and commits its place in the dead-letter
+Replay sends each dead-lettered event back to the topic it came from (its
+``source-topic`` header, see :mod:`streams.dead_letters`, or else the topic its
+``type`` names), with its original key and event id, and commits its place in the dead-letter
 topic under its own consumer group (``<PARLEY_WORKER_ID>.dead-letter-replay``),
 so a second replay sends only what was dead-lettered since. Replaying twice
 anyway is harmless: the store is idempotent by tempId, so each event is stored once.
@@ -21,8 +21,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from parley.settings import Settings
+from streams.dead_letters import HEADER_ERROR, HEADER_ERROR_CLASS, SOURCE_HEADERS
 from streams.errors import BrokerUnavailable
-from streams.events import AGENT_MESSAGE, HEADER_EVENT_ID, VISITOR_MESSAGE, partition_key
+from streams.events import AGENT_MESSAGE, VISITOR_MESSAGE, partition_key
 from streams.security import KafkaSecurity
 from streams.tail import IDLE_TIMEOUT, read_records, record_json, topic_consumer
 from streams.topics import REQUEST_TIMEOUT
@@ -30,6 +31,8 @@ from streams.topics import REQUEST_TIMEOUT
 logger = logging.getLogger("parley.dead_letters")
 
 HEADER_REPLAYED_FROM = "replayed-from"
+# What the dead-lettering added; a replayed event goes back as the gateway sent it.
+DROPPED_HEADERS = {HEADER_ERROR, HEADER_ERROR_CLASS, *SOURCE_HEADERS, HEADER_REPLAYED_FROM}
 
 
 def replay_group(settings: Settings) -> str:
@@ -40,7 +43,7 @@ async def show(settings: Settings, *, limit: int | None) -> list[dict[str, Any]]
     """Every dead-lettered record (oldest first) with its reason, as JSON objects."""
     async with topic_consumer(settings, settings.dead_letter_topic) as consumer:
         return [
-            {**record_json(record), "error": _header(record.headers, "error")}
+            {**record_json(record), "error": _header(record.headers, HEADER_ERROR)}
             async for record in read_records(consumer, limit=limit, idle=IDLE_TIMEOUT)
         ]
 
@@ -52,7 +55,9 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-def replay_target(settings: Settings, value: bytes | None) -> tuple[str, bytes] | str:
+def replay_target(
+    settings: Settings, value: bytes | None, source: str | None = None
+) -> tuple[str, bytes] | str:
     """The topic and key to send ``value`` back to, or why it cannot be replayed."""
     try:
         body = json.loads(value or b"")
@@ -63,6 +68,8 @@ def replay_target(settings: Settings, value: bytes | None) -> tuple[str, bytes] 
     topics = {VISITOR_MESSAGE: settings.visitor_topic, AGENT_MESSAGE: settings.agent_topic}
     if kind not in topics:
         return f"unknown event type {kind!r}"
+    if source in topics.values():
+        return source, key
     return topics[kind], key
 
 
@@ -95,7 +102,9 @@ async def replay(settings: Settings, *, from_beginning: bool = False) -> dict[st
             if from_beginning:
                 await consumer.seek_to_beginning()
             async for record in read_records(consumer, limit=None, idle=IDLE_TIMEOUT):
-                target = replay_target(settings, record.value)
+                target = replay_target(
+                    settings, record.value, _header(record.headers, SOURCE_HEADERS[0])
+                )
                 if isinstance(target, str):
                     skipped.append({"offset": record.offset, "reason": target})
                 else:
@@ -103,7 +112,7 @@ async def replay(settings: Settings, *, from_beginning: bool = False) -> dict[st
                     headers = [
                         (name, bytes(data))
                         for name, data in record.headers
-                        if name not in ("error", HEADER_REPLAYED_FROM)
+                        if name not in DROPPED_HEADERS
                     ]
                     headers.append((HEADER_REPLAYED_FROM, str(record.offset).encode()))
                     await producer.send_and_wait(
@@ -127,6 +136,3 @@ async def replay(settings: Settings, *, from_beginning: bool = False) -> dict[st
         extra={"action": "dead_letters.replay"},
     )
     return {"replayed": replayed, "skipped": skipped}
-
-
-__all__ = ["HEADER_EVENT_ID", "replay", "replay_group", "show"]

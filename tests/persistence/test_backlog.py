@@ -25,7 +25,7 @@ from persistence.backlog import (
 from persistence.directory import Directory
 from persistence.models import outbox
 from persistence.outbox import Outbox
-from persistence.relay import OUTAGES, PUBLISH_DOWN, OutboxRelay, RedisPublisher
+from persistence.relay import PUBLISH_DOWN, PUBLISH_OUTAGES, OutboxRelay, RedisPublisher
 from persistence.store import MessageStore
 from tests.factories import incoming, uid
 
@@ -93,7 +93,7 @@ async def test_during_a_redis_outage_the_backlog_grows_and_one_outage_is_counted
         backlog=BacklogMonitor(engine=engine, interval=0.1),
     )
     project = await directory.create_project(name="p")
-    outages = value(OUTAGES)
+    outages = value(PUBLISH_OUTAGES)
     try:
         async with running(relay):
             redis_server.stop()
@@ -104,11 +104,11 @@ async def test_during_a_redis_outage_the_backlog_grows_and_one_outage_is_counted
             await wait_until(lambda: value(BACKLOG) == 4)
             await wait_until(lambda: value(PUBLISH_DOWN) == 1)
             await asyncio.sleep(1.0)  # several failed rounds: still one outage
-            assert value(OUTAGES) == outages + 1
+            assert value(PUBLISH_OUTAGES) == outages + 1
             assert value(OLDEST_AGE) > 0.5
             redis_server.start()
             await wait_until(lambda: value(BACKLOG) == 0 and value(PUBLISH_DOWN) == 0)
-        assert value(OUTAGES) == outages + 1
+        assert value(PUBLISH_OUTAGES) == outages + 1
     finally:
         await client.aclose()
         redis_server.stop()
