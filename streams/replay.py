@@ -68,7 +68,7 @@ def replay_target(
     topics = {VISITOR_MESSAGE: settings.visitor_topic, AGENT_MESSAGE: settings.agent_topic}
     if kind not in topics:
         return f"unknown event type {kind!r}"
-    if source in topics.values():
+    if source is not None and source in topics.values():
         return source, key
     return topics[kind], key
 
