@@ -6,6 +6,10 @@ offsets come from a fake here; committed offsets are read from the real broker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
@@ -80,3 +84,27 @@ async def test_committed_offsets_come_from_the_broker(settings: Settings) -> Non
         assert await reader.committed(settings.worker_id, partitions) == {tp: 2}
         rows = await group_lag(reader, group=settings.worker_id, topics=[settings.visitor_topic])
     assert [row.committed for row in rows if row.partition == 1] == [2]
+
+
+async def test_the_worker_task_exports_every_partition_until_cancelled(settings: Settings) -> None:
+    await create_topics(settings)
+    task = asyncio.create_task(LagMonitor(settings=settings, interval=0.1).run(), name="lag")
+    try:
+        deadline = time.monotonic() + 20
+        wanted = {(settings.visitor_topic, str(p)) for p in range(settings.topic_partitions)}
+        wanted |= {(settings.agent_topic, str(p)) for p in range(settings.topic_partitions)}
+        while True:
+            seen = {
+                (sample.labels["topic"], sample.labels["partition"])
+                for metric in CONSUMER_LAG.collect()
+                for sample in metric.samples
+            }
+            if wanted <= seen:
+                break
+            assert time.monotonic() < deadline, f"missing {wanted - seen}"
+            await asyncio.sleep(0.1)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
