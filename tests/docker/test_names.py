@@ -26,6 +26,8 @@ from tests.docker.manifests import (
     pod_containers,
 )
 
+TEST_SECRET = "s" * 48  # PARLEY_SECRET must be at least 32 bytes
+
 # Not Parley settings: set for other programs in the same files.
 FOREIGN_ENV = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "KAFKA_BROKERS"}
 FOREIGN_ENV |= {"POD_NAME", "POD_NAMESPACE"}
@@ -35,12 +37,20 @@ class RecordingEnv(dict[str, str]):
     """An environment that remembers every name Settings asked for."""
 
     def __init__(self) -> None:
-        super().__init__(PARLEY_SECRET="x")
+        super().__init__(PARLEY_SECRET=TEST_SECRET)
         self.asked: set[str] = set()
 
     def get(self, key: str, default: Any = None) -> Any:
         self.asked.add(key)
         return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
 
 
 def settings_names() -> set[str]:
@@ -97,7 +107,7 @@ def test_faust_knows_the_operator_commands() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**env, "PARLEY_SECRET": "x", "PATH": ""},
+        env={**env, "PARLEY_SECRET": TEST_SECRET, "PATH": ""},
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr

@@ -21,6 +21,8 @@ from parley.settings import Secret, Settings, SettingsError
 from streams.producer import KafkaEventProducer
 from streams.security import KafkaSecurity
 
+TEST_SECRET = "s" * 48  # PARLEY_SECRET must be at least 32 bytes
+
 
 def make_certificates(folder: Path) -> dict[str, str]:
     """A CA and a client certificate it signed, made with openssl."""
@@ -84,7 +86,7 @@ def test_defaults_are_plaintext() -> None:
 def test_settings_read_the_environment() -> None:
     settings = Settings.from_env(
         {
-            "PARLEY_SECRET": "x",
+            "PARLEY_SECRET": TEST_SECRET,
             "PARLEY_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
             "PARLEY_KAFKA_SASL_MECHANISM": "scram-sha-512",
             "PARLEY_KAFKA_SASL_USERNAME": "parley",
@@ -182,6 +184,6 @@ async def test_the_producer_receives_the_arguments() -> None:
     ],
 )
 def test_bad_combinations_are_one_sentence(env: dict[str, str], message: str) -> None:
-    settings = Settings.from_env({"PARLEY_SECRET": "x", **env})
+    settings = Settings.from_env({"PARLEY_SECRET": TEST_SECRET, **env})
     with pytest.raises(SettingsError, match=message):
         KafkaSecurity.from_settings(settings)
