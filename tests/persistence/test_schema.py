@@ -71,7 +71,6 @@ async def test_readyz_names_the_schema_until_migrated(
         down = await client.get("/readyz")
         assert down.status_code == 503
         assert down.json()["failing"] == ["schema"]
-        assert "parley migrate" in down.json()["errors"]["schema"]
         await set_revision(engine, head_revision())  # as `parley migrate` would
         assert (await client.get("/readyz")).status_code == 200
 
