@@ -49,11 +49,17 @@ from persistence.database import create_engine
 from persistence.directory import Directory
 from persistence.history import History
 from streams.producer import KafkaEventProducer
+from streams.security import KafkaSecurity
 
 logger = logging.getLogger("parley.gateway")
 
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
 SHUTDOWN_TIMEOUT = 5.0  # seconds the background tasks get to stop
+# The whole lifespan shutdown (tasks, presence, producer flush) shares one budget.
+# With Kubernetes' preStop (5 s) and uvicorn's graceful close (GRACEFUL_CLOSE,
+# 5 s) it fits the pod's 30 s grace period with room to spare: see docker/README.md.
+SHUTDOWN_BUDGET = 8.0  # seconds
+GRACEFUL_CLOSE = 5  # seconds uvicorn gives open requests and sockets
 STATIC = Path(__file__).parent / "static"
 
 
@@ -83,6 +89,7 @@ async def build_services(settings: Settings) -> Services:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         visitor_topic=settings.visitor_topic,
         agent_topic=settings.agent_topic,
+        security=KafkaSecurity.from_settings(settings),
     )
     try:
         await producer.start()
@@ -203,15 +210,25 @@ def create_app(settings: Settings) -> Any:
         try:
             yield {"services": services, "subscriber": subscriber, "fanout": fanout}
         finally:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SHUTDOWN_BUDGET
             # Tasks first: a heartbeat after presence.close() would revive this gateway.
             await supervisor.stop(SHUTDOWN_TIMEOUT)
             # Then tell the others now what they would otherwise learn after the TTL.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                async with asyncio.timeout_at(deadline):
                     await typing.close()
                     await presence.close()
-            await listening.aclose()
-            await close_services(services)
+            try:
+                # The producer's flush gets what is left; a send it cuts short was
+                # never acked, so its client resends it with the same tempId.
+                async with asyncio.timeout_at(max(deadline, loop.time() + 1)):
+                    await listening.aclose()
+                    await close_services(services)
+            except TimeoutError:
+                logger.warning(
+                    "shutdown budget spent; closing anyway", extra={"action": "gateway.stop_late"}
+                )
             slot.value = None
             logger.info("gateway stopped", extra={"action": "gateway.stop"})
 

