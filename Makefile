@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parley-installed
 
-.PHONY: install run test lint format typecheck unit e2e bench clean
+.PHONY: install run test lint format typecheck unit e2e bench faults clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -41,6 +41,10 @@ e2e: install
 
 bench: install
 	$(BIN)/python -m tests.bench
+
+## The fault suite (docs/reliability.md); e.g. make faults FAULTS="--rate 300 --json out.json"
+faults: install
+	$(BIN)/python -m tests.faults $(FAULTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -148,7 +148,7 @@ class Cluster:
         await wait_ready(child, url)
         return url
 
-    async def worker(self, name: str = "worker") -> Child:
+    async def worker(self, name: str = "worker", **env: str) -> Child:
         child = self._child(
             name,
             [
@@ -162,12 +162,13 @@ class Cluster:
                 "info",
                 "--without-web",
             ],
+            **env,
         )
         await child.wait_for_output("[^Worker]: Ready")
         return child
 
-    async def relay(self, name: str = "relay") -> Child:
-        child = self._child(name, [sys.executable, "-m", "parley.cli", "relay"])
+    async def relay(self, name: str = "relay", **env: str) -> Child:
+        child = self._child(name, [sys.executable, "-m", "parley.cli", "relay"], **env)
         await child.wait_for_output("listener.connected")
         return child
 

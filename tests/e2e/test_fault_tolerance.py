@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -16,9 +17,22 @@ from persistence.directory import Directory
 from persistence.schema import prepare
 from tests import clients
 from tests.factories import project_with_agent, uid
-from tests.servers import Cluster, create_topics
+from tests.servers import Child, Cluster, create_topics
 
 pytestmark = pytest.mark.e2e
+
+RETRIES = 2  # failed attempts the worker must log while PostgreSQL is down
+RETRY_LINE = "failed (DatabaseUnavailable); retrying in"  # the worker's log line per retry
+
+
+async def worker_retries(worker: Child, *, at_least: int, since: int, timeout: float = 30) -> int:
+    """How many retries the worker logged after ``since``, once there are ``at_least``."""
+    deadline = time.monotonic() + timeout
+    while (count := worker.output()[since:].count(RETRY_LINE)) < at_least:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker logged {count} retries in {timeout} s, not {at_least}")
+        await asyncio.sleep(0.1)
+    return count
 
 
 async def test_messages_sent_while_postgres_is_down_are_stored_after_it_returns(
@@ -45,12 +59,17 @@ async def test_messages_sent_while_postgres_is_down_are_stored_after_it_returns(
         ]
         await dash.wait_for("newMessage", 1)
 
+        [worker] = [child for child in cluster.children if child.name == "worker"]
+        before_outage = len(worker.output())
         postgres.stop()
         for i in range(5):
             ack = await tab.call(
                 "sendMessage", {"content": f"during {i}", "tempId": str(uuid.uuid4())}
             )
             assert ack == {"ok": True}  # the broker holds them
+        # PostgreSQL stays down until the worker has tried to store them, failed, and
+        # retried: the outage this test is about, not a restart it might sleep through.
+        await worker_retries(worker, at_least=RETRIES, since=before_outage)
         postgres.start()
 
         received = await dash.wait_for("newMessage", 6, timeout=60)

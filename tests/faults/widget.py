@@ -40,6 +40,7 @@ class Outgoing:
     emitted_at: float  # time.monotonic() of the first emit
     acked: bool = False
     attempts: int = 0
+    last_attempt_at: float = 0.0  # time.monotonic()
 
 
 class Widget:
@@ -88,8 +89,9 @@ class Widget:
     def send(self, content: str) -> None:
         """Type a message: emitted now, retried until acked, resent until confirmed."""
         temp_id = str(uuid.uuid4())
+        now = time.monotonic()
         self.outgoing[temp_id] = Outgoing(
-            temp_id=temp_id, content=content, emitted_at=time.monotonic()
+            temp_id=temp_id, content=content, emitted_at=now, last_attempt_at=now
         )
         self._spawn(self._emit(temp_id))
 
@@ -156,6 +158,7 @@ class Widget:
         outgoing = self.outgoing[temp_id]
         self._inflight.add(key)
         outgoing.attempts += 1
+        outgoing.last_attempt_at = time.monotonic()
         try:
             ack = await client.call(
                 "sendMessage",
@@ -175,8 +178,11 @@ class Widget:
     async def _retry_unacked(self) -> None:
         while True:
             await asyncio.sleep(RETRY_INTERVAL)
+            due = time.monotonic() - RETRY_INTERVAL
             for outgoing in list(self.outgoing.values()):
-                if not outgoing.acked and outgoing.temp_id not in self.confirmed:
+                if outgoing.acked or outgoing.temp_id in self.confirmed:
+                    continue
+                if outgoing.last_attempt_at <= due:
                     self._spawn(self._emit(outgoing.temp_id))
 
     def _spawn(self, work: Any) -> None:
