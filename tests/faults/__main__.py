@@ -13,7 +13,9 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from tests.faults import report
 from tests.faults.runner import Options, run_suite
@@ -56,6 +58,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run(work: Coroutine[Any, Any, list[ScenarioResult]]) -> list[ScenarioResult]:
+    """Run on uvloop where it is installed (uvicorn's extra): the clients need the CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(work)
+    return uvloop.run(work)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(detail, flush=True)
 
         began = time.monotonic()
-        results = asyncio.run(run_suite(options, on_result=show))
+        results = run(run_suite(options, on_result=show))
         elapsed = time.monotonic() - began
     print(f"\n{report.LEGEND}\n{len(results)} scenarios in {elapsed:.0f} s")
     if args.markdown:
