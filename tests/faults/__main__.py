@@ -25,7 +25,7 @@ from tests.faults.tally import ScenarioResult
 DEFAULT_RATE = 50.0  # messages per second; 300 is the heavy run
 DEFAULT_DURATION = 20.0  # seconds of load per scenario
 DEFAULT_FAULT_AT = 5.0  # seconds into the load
-DEFAULT_DRAIN = 30.0  # seconds to settle after the load
+DEFAULT_DRAIN = 15.0  # seconds without progress before the drain gives up
 MAX_DURATION = 300.0  # seconds: the suite stops by itself
 MAX_RATE = 2_000.0  # messages per second, to loopback only
 
@@ -37,8 +37,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--visitors", type=int, help="widgets sending (default: one per msg/s of rate)"
     )
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION, help="seconds of load")
-    parser.add_argument("--fault-at", type=float, default=DEFAULT_FAULT_AT)
-    parser.add_argument("--drain", type=float, default=DEFAULT_DRAIN)
+    parser.add_argument(
+        "--fault-at", type=float, default=DEFAULT_FAULT_AT, help="seconds into the load"
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=DEFAULT_DRAIN,
+        help="after the load, give up once nothing was stored or shown for this long (s)",
+    )
     parser.add_argument(
         "--scenarios",
         default=",".join(s.name for s in SCENARIOS),

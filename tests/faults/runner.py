@@ -38,7 +38,8 @@ logger = logging.getLogger("parley.faults")
 DASHBOARDS = 2
 OPEN_CONCURRENCY = 25  # widgets connecting at once
 SETTLE_POLL = 0.5  # seconds between checks of the stored state while draining
-SCENARIO_SLACK = 300.0  # seconds a scenario may take beyond its load and drain
+DRAIN_CAP = 180.0  # seconds a drain may last while it still makes progress
+SCENARIO_SLACK = 180.0  # seconds a scenario may take beyond its load and drain (setup, fault)
 CLOSE_TIMEOUT = 30.0  # seconds to close every client
 TOKEN_TTL = 3600  # seconds
 
@@ -57,7 +58,7 @@ class Options:
     visitors: int
     duration: float  # seconds of load
     fault_at: float  # seconds into the load
-    drain: float  # seconds to wait for everything to settle after the load and fault
+    drain: float  # seconds without progress after which a drain gives up
     scenarios: list[Scenario]
     workdir: Path
 
@@ -93,7 +94,7 @@ async def run_scenario(
     stack = Stack(services=services, settings=settings, logs=options.workdir / scenario.name)
     widgets: list[Widget] = []
     dashboards: list[Dashboard] = []
-    budget = options.duration + options.drain + SCENARIO_SLACK
+    budget = options.duration + DRAIN_CAP + SCENARIO_SLACK
     try:
         async with asyncio.timeout(budget):
             project_id, token = await _project(settings)
@@ -198,15 +199,30 @@ async def _drain(
     dashboards: list[Dashboard],
     options: Options,
 ) -> list[StoredRow]:
-    """Wait until everything acked is everywhere it should be, or the drain time is over."""
-    deadline = time.monotonic() + options.drain
+    """Wait until everything acked is everywhere it should be, or nothing moves any more.
+
+    A slow machine is not a lossy one: the wait goes on while rows are stored or
+    messages shown or confirmed, and ends ``options.drain`` seconds after the last
+    progress (or at :data:`DRAIN_CAP`).
+    """
+    cap = time.monotonic() + DRAIN_CAP
+    last_progress = time.monotonic()
     rows: list[StoredRow] = []
+    progress: tuple[int, ...] = ()
     while True:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             rows = await stored_rows(services, database, project_id)
             if settled(widgets=widgets, dashboards=dashboards, rows=rows):
                 return rows
-        if time.monotonic() > deadline:
+        now_progress = (
+            len(rows),
+            sum(o.acked for w in widgets for o in w.outgoing.values()),
+            sum(len(w.confirmed) for w in widgets),
+            *(len(d.shown) for d in dashboards),
+        )
+        if now_progress != progress:
+            progress, last_progress = now_progress, time.monotonic()
+        if time.monotonic() > min(cap, last_progress + options.drain):
             return await stored_rows(services, database, project_id)
         await asyncio.sleep(SETTLE_POLL)
 
