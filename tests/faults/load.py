@@ -36,3 +36,22 @@ class Load:
                 await asyncio.sleep(delay)
             self._widgets[index % len(self._widgets)].send(f"load message {index}")
         self.finished = time.monotonic()
+
+
+class LoopLag:
+    """How late this process's event loop wakes up: the load generator's own health.
+
+    When it is seconds late, the widgets' send times and acks are the machine's
+    figures, not Parley's; the report shows it next to the latencies.
+    """
+
+    TICK = 0.1  # seconds
+
+    def __init__(self) -> None:
+        self.worst = 0.0  # seconds
+
+    async def watch(self) -> None:
+        while True:
+            began = time.monotonic()
+            await asyncio.sleep(self.TICK)
+            self.worst = max(self.worst, time.monotonic() - began - self.TICK)

@@ -25,8 +25,8 @@ from gateway.tokens import TokenSigner
 from parley.settings import Settings
 from persistence.database import create_engine
 from persistence.directory import Directory
-from tests.faults.dashboard import Dashboard
-from tests.faults.load import Load
+from tests.faults.load import Load, LoopLag
+from tests.faults.observer import ObservedDashboard
 from tests.faults.scenarios import Context, Scenario
 from tests.faults.stack import SERVICE_KINDS, Stack, embedded, scenario_settings
 from tests.faults.tally import ScenarioResult, StoredRow, settled, tally
@@ -93,18 +93,19 @@ async def run_scenario(
     settings = scenario_settings(services, database, options.workdir / scenario.name)
     stack = Stack(services=services, settings=settings, logs=options.workdir / scenario.name)
     widgets: list[Widget] = []
-    dashboards: list[Dashboard] = []
+    dashboards: list[ObservedDashboard] = []
     budget = options.duration + DRAIN_CAP + SCENARIO_SLACK
     try:
         async with asyncio.timeout(budget):
             project_id, token = await _project(settings)
             await stack.start()
             dashboards = [
-                Dashboard(
+                ObservedDashboard(
                     name=f"dashboard-{i}",
                     project_id=project_id,
                     token=token,
                     urls=_rotated(stack.urls, i),
+                    log=options.workdir / scenario.name / f"dashboard-{i}.log",
                 )
                 for i in range(DASHBOARDS)
             ]
@@ -114,6 +115,8 @@ async def run_scenario(
             ]
             await _open_all(dashboards, widgets)
             load = Load(widgets=widgets, rate=options.rate, duration=options.duration)
+            lag = LoopLag()
+            watching = asyncio.create_task(lag.watch(), name="loop-lag")
             sending = asyncio.create_task(load.run(), name="load")
             await asyncio.sleep(options.fault_at)
             context = Context(
@@ -128,8 +131,10 @@ async def run_scenario(
             await scenario.inject(context)
             await sending
             rows = await _drain(services, database, project_id, widgets, dashboards, options)
+            watching.cancel()
             tally(result, widgets=widgets, dashboards=dashboards, rows=rows)
             result.achieved_rate = load.achieved_rate
+            result.notes.append(f"widget process: event loop up to {lag.worst * 1000:.0f} ms late")
             result.notes.extend(_client_notes(widgets, dashboards))
     except Exception as exc:  # a broken scenario is reported, and the next one runs
         logger.exception("scenario %s failed", scenario.name)
@@ -162,7 +167,8 @@ def _rotated(urls: list[str], index: int) -> list[str]:
     return urls[start:] + urls[:start]
 
 
-async def _open_all(dashboards: list[Dashboard], widgets: list[Widget]) -> None:
+async def _open_all(dashboards: list[ObservedDashboard], widgets: list[Widget]) -> None:
+    # Each dashboard is ready once it joined and finished its first sync.
     await asyncio.gather(*(dash.open() for dash in dashboards))
     gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 
@@ -171,12 +177,6 @@ async def _open_all(dashboards: list[Dashboard], widgets: list[Widget]) -> None:
             await widget.open()
 
     await asyncio.gather(*(open_one(widget) for widget in widgets))
-    # Each dashboard's first sync sets its cursor; the load starts after it.
-    deadline = time.monotonic() + 30
-    while any(dash.cursor is None for dash in dashboards):
-        if time.monotonic() > deadline:
-            raise TimeoutError("a dashboard never finished its first sync")
-        await asyncio.sleep(0.05)
 
 
 async def stored_rows(services: ServiceSet, database: str, project_id: int) -> list[StoredRow]:
@@ -196,7 +196,7 @@ async def _drain(
     database: str,
     project_id: int,
     widgets: list[Widget],
-    dashboards: list[Dashboard],
+    dashboards: list[ObservedDashboard],
     options: Options,
 ) -> list[StoredRow]:
     """Wait until everything acked is everywhere it should be, or nothing moves any more.
@@ -210,6 +210,7 @@ async def _drain(
     rows: list[StoredRow] = []
     progress: tuple[int, ...] = ()
     while True:
+        await asyncio.gather(*(dash.refresh() for dash in dashboards))
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             rows = await stored_rows(services, database, project_id)
             if settled(widgets=widgets, dashboards=dashboards, rows=rows):
@@ -223,11 +224,13 @@ async def _drain(
         if now_progress != progress:
             progress, last_progress = now_progress, time.monotonic()
         if time.monotonic() > min(cap, last_progress + options.drain):
-            return await stored_rows(services, database, project_id)
+            rows = await stored_rows(services, database, project_id)
+            await asyncio.gather(*(dash.refresh() for dash in dashboards))
+            return rows
         await asyncio.sleep(SETTLE_POLL)
 
 
-def _client_notes(widgets: list[Widget], dashboards: list[Dashboard]) -> list[str]:
+def _client_notes(widgets: list[Widget], dashboards: list[ObservedDashboard]) -> list[str]:
     errors: collections.Counter[str] = collections.Counter()
     for widget in widgets:
         errors.update(widget.errors)
@@ -246,7 +249,7 @@ def _client_notes(widgets: list[Widget], dashboards: list[Dashboard]) -> list[st
     return notes
 
 
-async def _close_all(dashboards: list[Dashboard], widgets: list[Widget]) -> None:
+async def _close_all(dashboards: list[ObservedDashboard], widgets: list[Widget]) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await asyncio.gather(

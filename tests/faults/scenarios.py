@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from parley.settings import Settings
-from tests.faults.dashboard import Dashboard
+from tests.faults.observer import ObservedDashboard
 from tests.faults.poison import PoisonProducer, poison_values
 from tests.faults.stack import SERVICE_KINDS, Stack, embedded, restart_service
 from tests.servers import create_topics
@@ -38,7 +38,7 @@ class Context:
     stack: Stack
     services: ServiceSet
     settings: Settings
-    dashboards: list[Dashboard]
+    dashboards: list[ObservedDashboard]
     project_id: int
     load_seconds: float  # how long the load has left to run when the fault starts
     notes: list[str]

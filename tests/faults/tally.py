@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
-from tests.faults.dashboard import Dashboard
 from tests.faults.widget import Widget
+
+
+class Shows(Protocol):
+    """What a dashboard showed: message id -> message (its tempId at least), and when."""
+
+    shown: dict[int, dict[str, Any]]
+    first_seen: dict[int, float]
+    repeats: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +77,7 @@ def tally(
     result: ScenarioResult,
     *,
     widgets: list[Widget],
-    dashboards: list[Dashboard],
+    dashboards: list[Shows],
     rows: list[StoredRow],
 ) -> ScenarioResult:
     """Fill ``result`` from the clients' memories and the stored rows."""
@@ -110,7 +117,7 @@ def tally(
     return result
 
 
-def settled(*, widgets: list[Widget], dashboards: list[Dashboard], rows: list[StoredRow]) -> bool:
+def settled(*, widgets: list[Widget], dashboards: list[Shows], rows: list[StoredRow]) -> bool:
     """Everything acked is stored, shown on every dashboard and confirmed to its widget."""
     sent = {temp_id for w in widgets for temp_id in w.outgoing}
     ours = [row for row in rows if row.temp_id in sent]
