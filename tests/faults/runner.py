@@ -94,6 +94,7 @@ async def run_scenario(
     stack = Stack(services=services, settings=settings, logs=options.workdir / scenario.name)
     widgets: list[Widget] = []
     dashboards: list[ObservedDashboard] = []
+    watching: asyncio.Task[None] | None = None
     budget = options.duration + DRAIN_CAP + SCENARIO_SLACK
     try:
         async with asyncio.timeout(budget):
@@ -131,7 +132,6 @@ async def run_scenario(
             await scenario.inject(context)
             await sending
             rows = await _drain(services, database, project_id, widgets, dashboards, options)
-            watching.cancel()
             tally(result, widgets=widgets, dashboards=dashboards, rows=rows)
             result.achieved_rate = load.achieved_rate
             result.notes.append(f"widget process: event loop up to {lag.worst * 1000:.0f} ms late")
@@ -140,6 +140,8 @@ async def run_scenario(
         logger.exception("scenario %s failed", scenario.name)
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
+        if watching is not None:
+            watching.cancel()
         await _close_all(dashboards, widgets)
         await asyncio.to_thread(stack.stop)
         await _restore(services)
