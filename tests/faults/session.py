@@ -29,6 +29,10 @@ async def connect(client: socketio.AsyncClient, url: str, auth: dict[str, Any]) 
     except CONNECT_FAILURES:
         with contextlib.suppress(*CONNECT_FAILURES):
             await client.disconnect()
+        # A refused handshake leaves Engine.IO's aiohttp session open; close it here.
+        http = getattr(client.eio, "http", None)
+        if http is not None and not http.closed:
+            await http.close()
         raise
 
 
