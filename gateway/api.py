@@ -182,7 +182,11 @@ async def visitor_details(request: Request) -> Response:
 
 @endpoint
 async def sync(request: Request) -> Response:
-    """``GET /api/projects/{projectId}/sync?since=<cursor>&last_seqs=12:5,13:9``"""
+    """``GET /api/projects/{projectId}/sync?since=<cursor>&last_seqs=12:5,13:9``
+
+    One page, as the ``sync`` socket event answers: while ``hasMore`` is true, ask
+    again with ``since`` = the returned ``cursor`` and the same ``last_seqs``.
+    """
     services, project_id = await _project(request)
     params = _query(request, ("since", "last_seqs"))
     body = await services.conversations.sync(

@@ -75,9 +75,10 @@ class DashboardHandlers:
         return {"status": "ok", "roomName": room}
 
     async def sync(self, sid: str, *args: Any) -> dict[str, Any]:
-        """``sync {projectId, since?, lastSeqs?}`` → what changed, as ``GET …/sync`` answers.
+        """``sync {projectId, since?, lastSeqs?}`` → one page of what changed, as ``GET …/sync``.
 
-        See :meth:`persistence.conversations.Conversations.sync` for the body.
+        See :meth:`persistence.conversations.Conversations.sync` for the body and
+        how to page on (while ``hasMore``, ``since`` = the returned ``cursor``).
         """
         client = self._clients.get(sid)
         try:

@@ -34,7 +34,7 @@ from persistence.batch_sql import (
     UPDATE_CONVERSATIONS,
     UPSERT_VISITORS,
 )
-from persistence.errors import wrap_errors
+from persistence.errors import wrap_write_errors
 from persistence.outbox import MESSAGE_CREATED, OUTBOX_CHANNEL
 
 SNIPPET_LENGTH = 120  # characters
@@ -112,9 +112,16 @@ class MessageStore:
         self._engine = engine
 
     async def append(self, batch: Sequence[IncomingMessage]) -> AppendResult:
+        """Store the batch in one transaction, or raise one of the three write failures.
+
+        :class:`~persistence.errors.DatabaseUnavailable`,
+        :class:`~persistence.errors.TransientFailure` or
+        :class:`~persistence.errors.DataRejected`: the caller decides whether to wait,
+        retry or split the batch; nothing of a failed batch is stored.
+        """
         if not batch:
             return AppendResult(stored=[], duplicates=0, rejected=[])
-        async with wrap_errors(), self._engine.begin() as conn:
+        async with wrap_write_errors(), self._engine.begin() as conn:
             known = set(
                 (
                     await conn.execute(

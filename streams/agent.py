@@ -1,10 +1,15 @@
 """The persistence agents: batches of visitor messages and agent replies into PostgreSQL.
 
-Faust acks a ``take`` batch only when the loop asks for the next one, so offsets
-move past a message only after the transaction that stored it committed. A
-database outage stalls the agent (retrying with backoff) instead of skipping
-messages; a value that is not a Parley event, or one that names something that
-does not exist, goes to the dead-letter topic with the reason in a header.
+Acknowledgements are the agent's own: it iterates ``stream.noack_take`` and acks
+a batch's events only after their messages are committed and their dead letters
+confirmed. (``stream.take`` acks its batch in a ``finally``, so a batch
+interrupted by a stop would be committed unstored.) A stopping worker abandons
+the batch in hand unacknowledged, and the next worker receives it again; the
+store is idempotent, so the redelivered part that was stored is recognised.
+
+No event can hold up the others: a value that is not a storable Parley event is
+dead-lettered when it is decoded, and a batch the database refuses is split to
+find the events it refuses (:mod:`streams.batching`).
 """
 
 from __future__ import annotations
@@ -12,66 +17,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import sqlalchemy.exc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Histogram
 
 from parley.settings import Settings
-from persistence.backoff import Backoff
 from persistence.database import create_engine
-from persistence.errors import DatabaseUnavailable
-from persistence.store import AppendResult, IncomingMessage, MessageStore
-from streams.errors import InvalidEvent
+from persistence.store import IncomingMessage, MessageStore
+from streams.batching import BatchStorer
+from streams.dead_letters import INVALID, DeadLetters, FaustDeadLetterSink, RawEvent
+from streams.errors import InvalidEvent, WorkerStopping
 from streams.events import AgentMessage, VisitorMessage
 
 logger = logging.getLogger("parley.agent")
 
 BATCH_SIZE = 200  # events per transaction
 BATCH_WINDOW = 0.005  # seconds to wait for a batch to fill
-LOUD_AFTER = 5  # consecutive failures before a retry is logged as an error
+DISPOSE_TIMEOUT = 2.0  # seconds to close the pool; PostgreSQL may be gone
 
-STORED = Counter("parley_agent_messages_stored_total", "Messages stored by the agent")
-DUPLICATES = Counter("parley_agent_duplicates_total", "Redelivered messages recognised")
 BATCH_SECONDS = Histogram("parley_agent_batch_seconds", "Time to store one batch")
-DEAD_LETTERS = Counter("parley_agent_dead_letters_total", "Events sent to the dead-letter topic")
+
+Decoder = Callable[[bytes | None], IncomingMessage]
 
 
-class PersistenceWorker:
-    """Stores decoded events; the Faust agents below only feed it batches."""
-
-    def __init__(self, *, store: MessageStore) -> None:
-        self._store = store
-
-    async def store_batch(self, batch: list[IncomingMessage]) -> AppendResult:
-        """Retry until the batch is stored: skipping would lose accepted messages."""
-        backoff = Backoff()
-        failures = 0
-        while True:
-            try:
-                result = await self._store.append(batch)
-            except (DatabaseUnavailable, sqlalchemy.exc.DBAPIError) as exc:
-                # Unavailable: wait for PostgreSQL. A conflict or deadlock with another
-                # worker (a rebalance zombie): the next attempt sees its rows.
-                failures += 1
-                delay = backoff.next()
-                logger.log(
-                    logging.ERROR if failures >= LOUD_AFTER else logging.WARNING,
-                    "storing a batch of %d failed (%s); retrying in %.1fs",
-                    len(batch),
-                    type(exc).__name__,
-                    delay,
-                    extra={"action": "agent.retry"},
-                )
-                await asyncio.sleep(delay)
-                continue
-            STORED.inc(len(result.stored))
-            DUPLICATES.inc(result.duplicates)
-            return result
-
-
-def decode_visitor_message(raw: Any) -> IncomingMessage:
+def decode_visitor_message(raw: bytes | None) -> IncomingMessage:
     event = VisitorMessage.from_json(raw)
     return IncomingMessage(
         project_id=event.project_id,
@@ -82,7 +52,7 @@ def decode_visitor_message(raw: Any) -> IncomingMessage:
     )
 
 
-def decode_agent_message(raw: Any) -> IncomingMessage:
+def decode_agent_message(raw: bytes | None) -> IncomingMessage:
     event = AgentMessage.from_json(raw)
     return IncomingMessage(
         project_id=event.project_id,
@@ -95,13 +65,78 @@ def decode_agent_message(raw: Any) -> IncomingMessage:
     )
 
 
+class BatchHandler:
+    """Decodes, stores and dead-letters one batch; the caller acks it afterwards."""
+
+    def __init__(self, *, decode: Decoder, storer: BatchStorer, dead_letters: DeadLetters) -> None:
+        self._decode = decode
+        self._storer = storer
+        self._dead_letters = dead_letters
+
+    async def handle(self, events: Sequence[RawEvent]) -> None:
+        """Return once every event is stored or dead-lettered.
+
+        Raises :class:`WorkerStopping` if the worker stops first: then nothing of
+        the batch may be acknowledged.
+        """
+        began = time.perf_counter()
+        batch: list[IncomingMessage] = []
+        source: dict[int, RawEvent] = {}  # id(message) -> the event it came from
+        invalid: list[tuple[RawEvent, str]] = []
+        for event in events:
+            try:
+                message = self._decode(event.value)
+            except InvalidEvent as exc:
+                invalid.append((event, str(exc)))
+                continue
+            except Exception as exc:
+                # A decoding bug must not stall the partition either.
+                logger.exception("decoding an event failed", extra={"action": "agent.decode_error"})
+                invalid.append((event, f"cannot be decoded: {exc!r}"))
+                continue
+            batch.append(message)
+            source[id(message)] = event
+        outcome = await self._storer.store(batch)
+        for event, reason in invalid:
+            await self._dead_letters.send(event, reason=reason, kind=INVALID)
+        for refusal in outcome.refused:
+            await self._dead_letters.send(
+                source[id(refusal.message)], reason=refusal.reason, kind=refusal.kind
+            )
+        BATCH_SECONDS.observe(time.perf_counter() - began)
+        logger.debug(
+            "stored a batch of %d in %.1f ms",
+            len(batch),
+            (time.perf_counter() - began) * 1000,
+            extra={"action": "agent.batch"},
+        )
+
+
+def raw_event(event: Any) -> RawEvent:
+    """A Faust event (raw serializers) as the plain record the handler reads."""
+    message = event.message
+    headers = event.headers or {}
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return RawEvent(
+        value=event.value,
+        key=event.key,
+        headers=[(str(name), bytes(value or b"")) for name, value in pairs],
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+    )
+
+
 def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
     """Declare the topics and the two persistence agents on a configured Faust app."""
-    dead_letters = app.topic(
+    dead_letter_topic = app.topic(
         settings.dead_letter_topic, value_serializer="raw", key_serializer="raw"
     )
 
-    def persistence_agent(topic_name: str, decode: Callable[[Any], IncomingMessage]) -> Any:
+    def stopping() -> bool:
+        return bool(app.should_stop)
+
+    def persistence_agent(topic_name: str, decode: Decoder) -> Any:
         topic = app.topic(
             topic_name,
             key_type=bytes,
@@ -114,12 +149,39 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
         # concurrency stays 1: with more, Faust can commit past an unfinished message.
         async def persist(stream: Any) -> None:
             engine = create_engine(settings.sqlalchemy_url, pool_size=2)
-            worker = PersistenceWorker(store=MessageStore(engine=engine))
+            handler = BatchHandler(
+                decode=decode,
+                storer=BatchStorer(store=MessageStore(engine=engine), stopping=stopping),
+                dead_letters=DeadLetters(
+                    sink=FaustDeadLetterSink(topic=dead_letter_topic), stopping=stopping
+                ),
+            )
             try:
-                async for raw_batch in stream.take(BATCH_SIZE, within=BATCH_WINDOW):
-                    await store_raw_batch(worker, raw_batch, decode, dead_letters)
+                async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WINDOW):
+                    try:
+                        await handler.handle([raw_event(event) for event in events])
+                    except (WorkerStopping, asyncio.CancelledError) as exc:
+                        # Faust cancels the agent when it stops, usually before the
+                        # retry loop polls the stop: either way, nothing is acked.
+                        logger.warning(
+                            "stopping with a batch of %d unstored; it will be redelivered",
+                            len(events),
+                            extra={"action": "agent.stopping"},
+                        )
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
+                        return
+                    for event in events:
+                        await stream.ack(event)
             finally:
-                await engine.dispose()
+                try:
+                    await asyncio.wait_for(engine.dispose(), DISPOSE_TIMEOUT)
+                except Exception as exc:  # a dead server's connections: nothing to keep
+                    logger.warning(
+                        "closing the database pool failed: %r",
+                        exc,
+                        extra={"action": "agent.dispose_failed"},
+                    )
 
         return app.agent(topic, name=f"parley.persist.{topic_name}")(persist)
 
@@ -127,39 +189,3 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
         persistence_agent(settings.visitor_topic, decode_visitor_message),
         persistence_agent(settings.agent_topic, decode_agent_message),
     ]
-
-
-async def store_raw_batch(
-    worker: PersistenceWorker,
-    raw_batch: list[Any],
-    decode: Callable[[Any], IncomingMessage],
-    dead_letters: Any,
-) -> None:
-    began = time.perf_counter()
-    batch: list[IncomingMessage] = []
-    origin: dict[int, Any] = {}  # id(message) -> the raw value it came from
-    for raw in raw_batch:
-        try:
-            message = decode(raw)
-        except InvalidEvent as exc:
-            await dead_letter(dead_letters, raw, str(exc))
-            continue
-        batch.append(message)
-        origin[id(message)] = raw
-    result = await worker.store_batch(batch)
-    BATCH_SECONDS.observe(time.perf_counter() - began)
-    for message, reason in result.rejected:
-        await dead_letter(dead_letters, origin[id(message)], reason)
-    logger.debug(
-        "stored a batch of %d in %.1f ms",
-        len(batch),
-        (time.perf_counter() - began) * 1000,
-        extra={"action": "agent.batch"},
-    )
-
-
-async def dead_letter(topic: Any, raw: Any, reason: str) -> None:
-    DEAD_LETTERS.inc()
-    logger.error("dead-lettered an event: %s", reason, extra={"action": "agent.dead_letter"})
-    value = raw if isinstance(raw, bytes) else str(raw).encode()
-    await topic.send(value=value, headers=[("error", reason.encode())])

@@ -7,6 +7,9 @@ environment, and :func:`wire` declares the topics and the persistence agent.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import Any
 
 import faust
@@ -19,6 +22,11 @@ from streams.transport import TunedTransport
 COMMIT_INTERVAL = 0.5  # seconds between offset commits
 SESSION_TIMEOUT = 10.0  # seconds before the group evicts a silent worker
 HEARTBEAT_INTERVAL = 1.0  # seconds
+# Kubernetes kills a pod 30 s after SIGTERM; the worker ends itself before that.
+STOP_TIMEOUT = 20.0  # seconds from the start of a stop to a forced exit
+STOP_TIMEOUT_EXIT_CODE = 70
+
+logger = logging.getLogger("parley.worker")
 
 
 class ParleyApp(faust.App):  # type: ignore[misc]
@@ -29,6 +37,37 @@ class ParleyApp(faust.App):  # type: ignore[misc]
 
     def _new_transport(self) -> Any:
         return TunedTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        """Stop without waiting for the batch in hand, and within ``STOP_TIMEOUT``.
+
+        By default Faust waits, before it stops the consumer, until every message
+        being processed is acked; a batch retrying through a PostgreSQL outage
+        would hold the stop until PostgreSQL is back. The agents ack only what
+        they stored (see :mod:`streams.agent`), so the consumer's last commit
+        covers stored messages only, and the abandoned batch is redelivered. The
+        watchdog bounds whatever else could hang (a broker that does not answer):
+        a forced exit loses nothing, since nothing unstored was acked.
+        """
+        self.conf.stream_wait_empty = False
+        start_stop_watchdog(STOP_TIMEOUT)
+        await super().on_stop()
+
+
+def start_stop_watchdog(timeout: float) -> None:
+    def expire() -> None:
+        logger.error(
+            "the worker did not stop within %.0fs; exiting",
+            timeout,
+            extra={"action": "worker.stop_timeout"},
+        )
+        logging.shutdown()
+        os._exit(STOP_TIMEOUT_EXIT_CODE)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.name = "parley-stop-watchdog"
+    timer.start()
 
 
 app = ParleyApp("parley", autodiscover=False)

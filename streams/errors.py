@@ -13,3 +13,11 @@ class InvalidEvent(StreamsError):
 
 class BrokerUnavailable(StreamsError):
     """The broker did not confirm a write in time; the caller may retry."""
+
+
+class WorkerStopping(StreamsError):
+    """The worker is stopping while a batch is unstored: acknowledge nothing of it."""
+
+
+class DeadLetterFailed(StreamsError):
+    """The dead-letter topic did not confirm a write; the caller may retry."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
+import re
 import uuid
 from typing import Any, ClassVar
 
@@ -18,6 +20,12 @@ VISITOR_MESSAGE = "visitor.message"
 AGENT_MESSAGE = "agent.message"
 HEADER_EVENT_ID = "event-id"
 HEADER_EVENT_TYPE = "event-type"
+# PostgreSQL's bigint: ids beyond it cannot be looked up, let alone stored.
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+# json.loads joins an escaped surrogate pair into one character, so any surrogate
+# left in a decoded string is a lone one, which UTF-8 cannot encode.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def partition_key(project_id: int, visitor_uid: str) -> bytes:
@@ -143,9 +151,46 @@ def _object(raw: bytes | str | None) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent("not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidEvent("value is not a JSON object")
+    _require_storable(body)
     return body
+
+
+def _require_storable(body: dict[str, Any]) -> None:
+    """Refuse what PostgreSQL cannot store, so it is dead-lettered before any transaction.
+
+    Text and jsonb refuse NUL and lone surrogates (JSON may escape both:
+    ``"\\u0000"``, ``"\\ud800"``); bigint columns refuse larger integers; jsonb
+    refuses NaN and infinities.
+    """
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _require_storable_text(path or "key", key)
+                pending.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _require_storable_text(path, value)
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not BIGINT_MIN <= value <= BIGINT_MAX:
+                raise InvalidEvent(f"{path} is an integer out of range")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEvent(f"{path} is not a finite number")
+
+
+def _require_storable_text(path: str, text: str) -> None:
+    if "\x00" in text:
+        raise InvalidEvent(f"{path} contains a NUL character")
+    if LONE_SURROGATE.search(text):
+        raise InvalidEvent(f"{path} contains a lone surrogate")
 
 
 def _integer(body: dict[str, Any], field: str) -> int:

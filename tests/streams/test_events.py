@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from streams.errors import InvalidEvent
-from streams.events import VisitorMessage
+from streams.events import AgentMessage, VisitorMessage
 
 
 def test_round_trip_keeps_everything() -> None:
@@ -56,3 +56,72 @@ def test_round_trip_keeps_everything() -> None:
 def test_values_no_gateway_would_produce_are_invalid(raw: bytes | None) -> None:
     with pytest.raises(InvalidEvent):
         VisitorMessage.from_json(raw)
+
+
+def visitor_value(**fields: object) -> dict[str, object]:
+    return {
+        "projectId": 3,
+        "visitorUid": "v",
+        "tempId": str(uuid.uuid4()),
+        "content": "c",
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (json.dumps(visitor_value(content="poison\u0000pill")).encode(), "content contains a NUL"),
+        (
+            json.dumps(visitor_value(sessionMetadata={"urlHistory": [{"title": "a\u0000"}]})),
+            "sessionMetadata.urlHistory[0].title contains a NUL",
+        ),
+        (json.dumps(visitor_value(sessionMetadata={"a\u0000": 1})), "contains a NUL"),
+        # The escape as a client's JSON carries it, and a raw one.
+        (json.dumps(visitor_value(content="x\ud800y")), "content contains a lone surrogate"),
+        (json.dumps(visitor_value(content="\udc00")), "content contains a lone surrogate"),
+        (json.dumps(visitor_value(projectId=2**70)), "projectId is an integer out of range"),
+        (json.dumps(visitor_value(projectId=-(2**63) - 1)), "projectId is an integer out of"),
+        (
+            json.dumps(visitor_value(sessionMetadata={"n": 2**64})),
+            "sessionMetadata.n is an integer out of range",
+        ),
+        (
+            json.dumps(visitor_value(sessionMetadata={"n": 1e999})),
+            "sessionMetadata.n is not a finite number",
+        ),
+        (b"[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_values_postgresql_cannot_store_are_invalid(raw: bytes | str, why: str) -> None:
+    with pytest.raises(InvalidEvent, match=why.replace("[", r"\[").replace("]", r"\]")):
+        VisitorMessage.from_json(raw)
+
+
+def test_storable_edges_are_accepted() -> None:
+    raw = json.dumps(
+        visitor_value(
+            projectId=2**63 - 1,
+            content="emoji \U0001f600 escaped as a surrogate pair",
+            sessionMetadata={"n": -(2**63), "f": 1.5, "ok": True, "none": None},
+        )
+    )
+    assert "\\ud83d\\ude00" in raw
+    event = VisitorMessage.from_json(raw)
+    assert event.content == "emoji \U0001f600 escaped as a surrogate pair"
+    assert event.project_id == 2**63 - 1
+
+
+def test_agent_replies_are_checked_the_same_way() -> None:
+    raw = json.dumps(
+        {
+            "projectId": 3,
+            "conversationId": 2**70,
+            "visitorUid": "v",
+            "agentId": 1,
+            "tempId": str(uuid.uuid4()),
+            "content": "c",
+        }
+    )
+    with pytest.raises(InvalidEvent, match="conversationId is an integer out of range"):
+        AgentMessage.from_json(raw)
