@@ -125,6 +125,14 @@ async def wait_ready(child: Child, url: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"gateway {child.name} not ready:\n{child.output()[-4000:]}")
 
 
+async def metric(port: int, sample: str) -> float:
+    """One sample of a Prometheus endpoint on loopback (``x_total{kind="a"}``); 0 if absent."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(f"{sample} ")]
+    return float(values[0]) if values else 0.0
+
+
 class Cluster:
     """Gateways, workers and relays for one test, all stopped at the end."""
 

@@ -13,7 +13,6 @@ import time
 import uuid
 
 import asyncpg
-import httpx
 import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -29,7 +28,7 @@ from persistence.store import MessageStore
 from streams.events import VisitorMessage
 from tests import clients
 from tests.factories import incoming, project_with_agent, uid
-from tests.servers import Cluster
+from tests.servers import Cluster, metric
 
 pytestmark = pytest.mark.e2e
 
@@ -122,15 +121,6 @@ async def test_one_hundred_messages_arrive_in_order(
 CRASH_ATTEMPTS = 3  # a kill can land after the offset commit (every 0.5 s); try again
 
 
-async def duplicates_counted(port: int) -> float:
-    """The worker's ``parley_agent_duplicates_total``: redelivered events it recognised."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    name = "parley_agent_duplicates_total "
-    [value] = [line.split()[1] for line in text.splitlines() if line.startswith(name)]
-    return float(value)
-
-
 async def shown_until(dash: clients.Recorder, content: str, timeout: float = 60) -> list[dict]:
     """Every newMessage received, once one with ``content`` arrived."""
     deadline = time.monotonic() + timeout
@@ -200,7 +190,7 @@ async def test_an_event_redelivered_after_a_worker_crash_is_stored_and_shown_onc
             mine = [m for m in shown if m["visitorUid"] == visitor]
             assert [m["content"] for m in mine] == [f"twice {attempt}", f"after {attempt}"]
             assert [m["seq"] for m in mine] == [1, 2]
-            if await duplicates_counted(metrics_port) >= 1:
+            if await metric(metrics_port, "parley_agent_duplicates_total") >= 1:
                 break  # the restarted worker consumed the event again and stored nothing
         else:
             raise AssertionError(f"no crash in {CRASH_ATTEMPTS} landed before the offset commit")
