@@ -63,11 +63,10 @@ class ScenarioResult:
     def failed(self) -> bool:
         if self.skipped:
             return False
-        if self.error or self.duplicated:
+        if self.error or self.duplicated or self.missed_dashboards or self.missed_widgets:
             return True
-        if self.may_lose:
-            return False
-        return bool(self.lost or self.missed_dashboards or self.missed_widgets)
+        # Only the memory-only broker's restart may lose what was acked and not stored.
+        return bool(self.lost) and not self.may_lose
 
     def as_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "failed": self.failed}
