@@ -86,7 +86,7 @@ def _optional_int(params: dict[str, str], name: str, *, low: int, high: int) -> 
 
 async def _project(request: Request) -> tuple[Services, int]:
     """The services and the path's project id, once the caller proved membership."""
-    agent_id = authenticate(request)
+    agent_id = await authenticate(request)
     project_id = validation.project_id(request.path_params["project_id"])
     services: Services = request.state.services
     await require_member(services, agent_id=agent_id, project_id=project_id)

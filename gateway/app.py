@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -29,8 +30,11 @@ from gateway import api, health, replies
 from gateway.clients import ClientRegistry
 from gateway.ephemeral import EphemeralBus, EphemeralDelivery, ephemeral_channel
 from gateway.fanout import Fanout
+from gateway.limits import SocketLimits
 from gateway.presence import Presence
-from gateway.ratelimit import RateLimiter
+from gateway.project_cache import ProjectCache
+from gateway.ratelimit import DistinctLimiter, RateLimiter
+from gateway.revocation import AgentAccess, revocation_channel
 from gateway.services import Services
 from gateway.sockets import create_socket_server
 from gateway.subscription import ChannelSubscription
@@ -85,16 +89,24 @@ async def build_services(settings: Settings) -> Services:
         await client.aclose()
         await engine.dispose()
         raise
+    directory = Directory(engine=engine)
     return Services(
         engine=engine,
         redis=client,
         producer=producer,
-        directory=Directory(engine=engine),
+        directory=directory,
+        projects=ProjectCache(directory=directory),
         history=History(engine=engine),
         activity=Activity(engine=engine),
         conversations=Conversations(engine=engine),
         limiter=RateLimiter(
             client=client, limit=settings.rate_limit_count, window=settings.rate_limit_window
+        ),
+        new_visitors=DistinctLimiter(
+            client=client,
+            limit=settings.new_visitor_limit,
+            window=settings.new_visitor_window,
+            prefix=f"{settings.events_channel}:new-visitors:",
         ),
         signer=TokenSigner(secret=settings.secret, ttl=settings.token_ttl),
         ephemeral=EphemeralBus(client=client, channel=ephemeral_channel(settings.events_channel)),
@@ -138,7 +150,10 @@ def create_app(settings: Settings) -> Any:
     slot = ServiceSlot()
     clients = ClientRegistry()
     typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
-    sio = create_socket_server(services=slot, clients=clients, typing=typing)
+    sio = create_socket_server(
+        services=slot, clients=clients, typing=typing, limits=SocketLimits.from_settings(settings)
+    )
+    access = AgentAccess(sio=sio, clients=clients, services=slot)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -167,6 +182,18 @@ def create_app(settings: Settings) -> Any:
         supervisor.start("gateway-ephemeral", ephemeral.run)
         supervisor.start("gateway-presence-heartbeat", presence.run_heartbeat)
         supervisor.start("gateway-presence-sweeper", presence.run_sweeper)
+        # Revocation notices from `parley agent revoke|remove`, and the timed backstop.
+        revocations = ChannelSubscription(
+            client=listening,
+            channel=revocation_channel(settings.events_channel),
+            deliver=access.deliver,
+            name="revocation",
+        )
+        supervisor.start("gateway-revocation", revocations.run)
+        supervisor.start(
+            "gateway-agent-recheck",
+            functools.partial(access.run_backstop, interval=settings.agent_recheck_interval),
+        )
         logger.info("gateway started", extra={"action": "gateway.start"})
         try:
             yield {"services": services, "subscriber": subscriber, "fanout": fanout}

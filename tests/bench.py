@@ -75,6 +75,11 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
             topic_partitions=8,
             fetch_wait_ms=services.fetch_wait_ms,
             rate_limit_count=1_000_000,
+            # Every bench client comes from loopback: lift the per-address and per-socket limits.
+            connect_burst=1_000_000,
+            max_sockets_per_address=1_000_000,
+            new_visitor_limit=1_000_000,
+            socket_event_burst=1_000_000.0,
         )
         await create_topics(settings)
         engine = create_engine(services.database_url(database), pool_size=1)
@@ -88,7 +93,7 @@ async def run(rate: float, duration: float, visitors: int, workdir: Path) -> Non
         gateways = await cluster.start_path("gateway-a", "gateway-b")
         dash = await clients.dashboard(gateways[1], token, project.id)
         tabs = [
-            await clients.visitor(gateways[i % 2], project.id, f"bench-visitor-{i}")
+            await clients.visitor(gateways[i % 2], project.id, str(uuid.uuid4()))
             for i in range(visitors)
         ]
         # Warm-up: the first message of each visitor creates its conversation.
