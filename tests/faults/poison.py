@@ -8,11 +8,14 @@ dead-letter topic) and keep storing the good records around it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.events import event_headers, partition_key
 
@@ -76,3 +79,28 @@ class PoisonProducer:
             headers=event_headers(str(uuid.uuid4()), "visitor.message"),
         )
         self.sent.append(kind)
+
+
+async def count_dead_letters(
+    *, bootstrap_servers: str, topic: str, expected: int, timeout: float
+) -> int:
+    """Records on the dead-letter topic, read until ``expected`` arrived or ``timeout``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    count = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while count < expected and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    batches = await consumer.getmany(timeout_ms=500)
+                    count += sum(len(records) for records in batches.values())
+    finally:
+        await consumer.stop()
+    return count

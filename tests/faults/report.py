@@ -72,6 +72,7 @@ def details(result: ScenarioResult) -> list[str]:
         out.insert(0, f"    skipped: {result.skipped}")
     if result.error:
         out.insert(0, f"    error: {result.error}")
+    out[:0] = [f"    violated: {violation}" for violation in result.violations]
     return out
 
 

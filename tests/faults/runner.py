@@ -128,6 +128,7 @@ async def run_scenario(
                 project_id=project_id,
                 load_seconds=max(0.0, options.duration - options.fault_at),
                 notes=result.notes,
+                violations=result.violations,
             )
             await scenario.inject(context)
             await sending

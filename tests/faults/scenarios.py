@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from parley.settings import Settings
 from tests.faults.observer import ObservedDashboard
-from tests.faults.poison import PoisonProducer, poison_values
+from tests.faults.poison import PoisonProducer, count_dead_letters, poison_values
 from tests.faults.stack import SERVICE_KINDS, Stack, embedded, restart_service
 from tests.servers import create_topics
 from tests.services import ServiceSet
@@ -29,6 +29,7 @@ POSTGRES_DOWN = 5.0  # seconds
 BROKER_DOWN = 2.0  # seconds
 DASHBOARD_AWAY = 5.0  # seconds
 POISON_ROUNDS = 2  # every kind of bad record is produced this many times
+DEAD_LETTER_WAIT = 30.0  # seconds for the worker to set every poison record aside
 
 
 @dataclasses.dataclass
@@ -42,6 +43,7 @@ class Context:
     project_id: int
     load_seconds: float  # how long the load has left to run when the fault starts
     notes: list[str]
+    violations: list[str]  # what the fault's own checks found wrong: fails the scenario
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,19 @@ async def poison(ctx: Context) -> None:
                 await asyncio.sleep(gap)
     finally:
         await producer.stop()
-    ctx.notes.append(f"{len(producer.sent)} poison records produced")
+    set_aside = await count_dead_letters(
+        bootstrap_servers=ctx.services.bootstrap_servers,
+        topic=ctx.settings.dead_letter_topic,
+        expected=len(producer.sent),
+        timeout=DEAD_LETTER_WAIT,
+    )
+    ctx.notes.append(
+        f"{len(producer.sent)} poison records produced, {set_aside} on the dead-letter topic"
+    )
+    if set_aside < len(producer.sent):
+        ctx.violations.append(
+            f"only {set_aside} of {len(producer.sent)} poison records were dead-lettered"
+        )
 
 
 SCENARIOS = [

@@ -58,12 +58,15 @@ class ScenarioResult:
     skipped: str = ""
     error: str = ""
     notes: list[str] = dataclasses.field(default_factory=list)
+    violations: list[str] = dataclasses.field(default_factory=list)  # a scenario's own checks
 
     @property
     def failed(self) -> bool:
         if self.skipped:
             return False
-        if self.error or self.duplicated or self.missed_dashboards or self.missed_widgets:
+        if self.error or self.violations or self.duplicated:
+            return True
+        if self.missed_dashboards or self.missed_widgets:
             return True
         # Only the memory-only broker's restart may lose what was acked and not stored.
         return bool(self.lost) and not self.may_lose
