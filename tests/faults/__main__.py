@@ -77,6 +77,9 @@ def run(work: Coroutine[Any, Any, list[ScenarioResult]]) -> list[ScenarioResult]
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A dropped socket is logged by Engine.IO as an error; the report counts reconnects.
+    for chatty in ("engineio.client", "socketio.client"):
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix="parley-faults-") as scratch:
         workdir = (args.workdir or Path(scratch)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
