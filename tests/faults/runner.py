@@ -95,6 +95,7 @@ async def run_scenario(
     widgets: list[Widget] = []
     dashboards: list[ObservedDashboard] = []
     watching: asyncio.Task[None] | None = None
+    sending: asyncio.Task[None] | None = None
     budget = options.duration + DRAIN_CAP + SCENARIO_SLACK
     try:
         async with asyncio.timeout(budget):
@@ -141,8 +142,9 @@ async def run_scenario(
         logger.exception("scenario %s failed", scenario.name)
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
-        if watching is not None:
-            watching.cancel()
+        for task in (watching, sending):
+            if task is not None:
+                task.cancel()
         await _close_all(dashboards, widgets)
         await asyncio.to_thread(stack.stop)
         await _restore(services)
