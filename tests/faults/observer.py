@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.dashboard import Dashboard
+from tests.faults.session import contiguous
 
 READY_TIMEOUT = 90.0  # seconds for a dashboard to connect, join and sync on a busy machine
 ANSWER_TIMEOUT = 60.0  # seconds for any other command (``away`` included)
@@ -41,6 +42,9 @@ def state(dash: Dashboard) -> dict[str, Any]:
         "resyncs": dash.resyncs,
         "reconnects": dash.reconnects,
         "errors": dict(dash.errors),
+        # Conversations whose highest seq shown lies past a missing one: a gap the
+        # dashboard could see, that no catch-up has filled.
+        "gapped": sum(1 for seqs in dash.seqs.values() if seqs and max(seqs) > contiguous(seqs)),
     }
 
 
@@ -87,6 +91,7 @@ class ObservedDashboard:
         self.shown: dict[int, dict[str, Any]] = {}
         self.first_seen: dict[int, float] = {}
         self.repeats = self.syncs = self.pages = self.resyncs = self.reconnects = 0
+        self.gapped = 0
         self.errors: dict[str, int] = {}
 
     async def open(self) -> None:
@@ -112,7 +117,7 @@ class ObservedDashboard:
         body = await self._ask("state")
         self.shown = {int(i): {"tempId": t} for i, (t, _) in body["shown"].items()}
         self.first_seen = {int(i): seen for i, (_, seen) in body["shown"].items()}
-        for field in ("repeats", "syncs", "pages", "resyncs", "reconnects", "errors"):
+        for field in ("repeats", "syncs", "pages", "resyncs", "reconnects", "errors", "gapped"):
             setattr(self, field, body[field])
 
     async def close(self) -> None:

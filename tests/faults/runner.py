@@ -248,7 +248,8 @@ def _client_notes(widgets: list[Widget], dashboards: list[ObservedDashboard]) ->
     for dash in dashboards:
         notes.append(
             f"{dash.name}: {dash.reconnects} reconnects, {dash.resyncs} resyncs, "
-            f"{dash.syncs} syncs in {dash.pages} pages, {dash.repeats} repeats"
+            f"{dash.syncs} syncs in {dash.pages} pages, {dash.repeats} repeats, "
+            f"{dash.gapped} conversations with a visible seq gap"
             + (f", errors {dict(dash.errors)}" if dash.errors else "")
         )
     return notes
