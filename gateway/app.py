@@ -151,7 +151,11 @@ def create_app(settings: Settings) -> Any:
     clients = ClientRegistry()
     typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
     sio = create_socket_server(
-        services=slot, clients=clients, typing=typing, limits=SocketLimits.from_settings(settings)
+        services=slot,
+        clients=clients,
+        typing=typing,
+        limits=SocketLimits.from_settings(settings),
+        transports=settings.socket_transports,
     )
     access = AgentAccess(sio=sio, clients=clients, services=slot)
 

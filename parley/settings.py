@@ -48,6 +48,11 @@ DEFAULT_SOCKET_EVENT_RATE = 10.0  # cost units per second a socket regains
 DEFAULT_CONTEXT_UPDATES_PER_MINUTE = 10  # stored page changes per visitor socket
 DEFAULT_AGENT_RECHECK_INTERVAL = 30.0  # seconds between re-checks of connected agents
 SECRET_FILE = "secret.key"
+SOCKET_TRANSPORTS = ("polling", "websocket")  # what Engine.IO offers
+# Long-polling spreads one session over many HTTP requests, which must all reach the
+# same gateway (sticky sessions); the widget and dashboard only use websocket.
+DEFAULT_SOCKET_TRANSPORTS = ("websocket",)
+MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than its block of output are guessable
 
 
 class SettingsError(Exception):
@@ -100,6 +105,29 @@ def _optional(env: Mapping[str, str], key: str) -> str | None:
     return value or None
 
 
+def _strong(value: str, source: str) -> Secret:
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"{source} is {'empty' if not value else 'too short'}: it must be at least "
+            f"{MIN_SECRET_BYTES} bytes; generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return Secret(value)
+
+
+def _transports(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("PARLEY_SOCKET_TRANSPORTS")
+    if raw is None or not raw.strip():
+        return DEFAULT_SOCKET_TRANSPORTS
+    names = tuple(name.strip() for name in raw.split(","))
+    if not all(name in SOCKET_TRANSPORTS for name in names):
+        raise SettingsError(
+            f"PARLEY_SOCKET_TRANSPORTS must list {' and/or '.join(SOCKET_TRANSPORTS)}, "
+            f"comma-separated; got {raw!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def _networks(env: Mapping[str, str], key: str) -> tuple[str, ...]:
     entries = tuple(part.strip() for part in env.get(key, "").split(",") if part.strip())
     for entry in entries:
@@ -111,22 +139,31 @@ def _networks(env: Mapping[str, str], key: str) -> tuple[str, ...]:
 
 
 def load_secret(env: Mapping[str, str], data_dir: Path) -> Secret:
-    """PARLEY_SECRET, or a generated development key kept under the data folder."""
-    configured = _optional(env, "PARLEY_SECRET")
-    if configured is not None:
-        return Secret(configured)
+    """PARLEY_SECRET, or a generated development key kept under the data folder.
+
+    A PARLEY_SECRET that is set must be strong, even when empty: an empty value
+    usually means a deployment forgot to pass it, and falling back to a per-process
+    key would make every process sign tokens the others refuse.
+    """
+    if "PARLEY_SECRET" in env:
+        return _strong(env["PARLEY_SECRET"].strip(), "PARLEY_SECRET")
     path = data_dir / SECRET_FILE
     if path.exists():
-        return Secret(path.read_text().strip())
+        return _strong(path.read_text().strip(), str(path))
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting at once must agree on one key.
+    # Written whole under a private name, then linked into place: two processes
+    # starting at once agree on one key, and neither can read a half-written file.
+    draft = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        os.link(draft, path)
     except FileExistsError:
-        return Secret(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
+        return _strong(path.read_text().strip(), str(path))
+    finally:
+        draft.unlink(missing_ok=True)
     return Secret(value)
 
 
@@ -160,6 +197,7 @@ class Settings:
     relay_poll_interval: float = DEFAULT_RELAY_POLL_INTERVAL
     relay_batch_size: int = DEFAULT_RELAY_BATCH_SIZE
     relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
+    socket_transports: tuple[str, ...] = DEFAULT_SOCKET_TRANSPORTS
     relay_metrics_port: int | None = None
     worker_metrics_port: int | None = None
     trusted_proxies: tuple[str, ...] = ()
@@ -202,6 +240,7 @@ class Settings:
             ),
             relay_batch_size=_int(env, "PARLEY_RELAY_BATCH_SIZE", DEFAULT_RELAY_BATCH_SIZE),
             relay_max_attempts=_int(env, "PARLEY_RELAY_MAX_ATTEMPTS", DEFAULT_RELAY_MAX_ATTEMPTS),
+            socket_transports=_transports(env),
             relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
             worker_metrics_port=_int(env, "PARLEY_WORKER_METRICS_PORT", 0) or None,
             trusted_proxies=_networks(env, "PARLEY_TRUSTED_PROXIES"),

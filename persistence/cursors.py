@@ -22,6 +22,11 @@ from typing import Any
 from persistence.errors import PersistenceError
 
 MAX_CURSOR_LENGTH = 512  # characters; ours are well under 100
+MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
+# Cursors we issue hold times from 1970 on; these bounds keep a forged one from
+# overflowing datetime arithmetic on its way to PostgreSQL.
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)  # sync starts "from the beginning" at 1970
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 PAGE_KIND = "page"
 SYNC_KIND = "sync"
 
@@ -47,6 +52,8 @@ class PageCursor:
             row_id = body["i"]
             if isinstance(row_id, bool) or not isinstance(row_id, int):
                 raise TypeError("id is not an integer")
+            if not 0 < row_id <= MAX_ROW_ID:
+                raise ValueError("id is out of range")
             return cls(updated_at=_timestamp(body["u"]), id=row_id)
         except (KeyError, TypeError, ValueError):
             raise InvalidCursor("cursor is invalid") from None
@@ -77,7 +84,6 @@ class SyncCursor:
 
 # --- Sync paging: the continuation a paged catch-up carries between answers. ---
 
-MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
 MAX_SEQ = 2**31 - 1  # seq is a PostgreSQL integer
 
 
@@ -152,4 +158,10 @@ def _timestamp(value: Any) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("timestamp has no time zone")
+    try:
+        in_utc = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if not EARLIEST <= in_utc < LATEST:
+        raise ValueError("timestamp is out of range")
     return parsed

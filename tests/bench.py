@@ -58,7 +58,9 @@ def rss_mb(pid: int) -> float:
 
 
 async def run(rate: float, duration: float, visitors: int, workdir: Path) -> None:
-    services = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x"}), workdir)
+    services = ServiceSet.start(
+        Settings.from_env({**os.environ, "PARLEY_SECRET": "x" * 32}), workdir
+    )
     cluster: Cluster | None = None
     try:
         await asyncio.to_thread(services.create_template)

@@ -19,7 +19,7 @@ from tests.services import ServiceSet
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceSet]:
     root = tmp_path_factory.mktemp("services")
-    started = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x"}), root)
+    started = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x" * 32}), root)
     try:
         started.create_template()
         yield started
@@ -44,7 +44,7 @@ def settings(services: ServiceSet, database_url: str, tmp_path: Path) -> Setting
         database_url=database_url,
         redis_url=services.redis_url,
         kafka_bootstrap_servers=services.bootstrap_servers,
-        secret=Secret(f"test-secret-{tag}"),
+        secret=Secret(f"test-secret-{uuid.uuid4().hex}"),
         data_dir=tmp_path,
         topic_prefix=f"t{tag}.",
         events_channel=f"parley:events:{tag}",

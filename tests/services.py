@@ -117,6 +117,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PARLEY_RELAY_BATCH_SIZE": str(settings.relay_batch_size),
         "PARLEY_PRESENCE_TTL": str(settings.presence_ttl),
         "PARLEY_TYPING_TIMEOUT": str(settings.typing_timeout),
+        "PARLEY_SOCKET_TRANSPORTS": ",".join(settings.socket_transports),
         "PARLEY_LOG_LEVEL": settings.log_level,
         "PARLEY_CONNECT_BURST": str(settings.connect_burst),
         "PARLEY_CONNECT_RATE": str(settings.connect_rate),
