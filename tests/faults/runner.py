@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,8 @@ class Options:
 async def run_suite(
     options: Options, *, on_result: Callable[[ScenarioResult], None]
 ) -> list[ScenarioResult]:
-    env = {**os.environ, "PARLEY_SECRET": "faults"}
+    # Only the services are read from the environment; each scenario has its own secret.
+    env = {**os.environ, "PARLEY_SECRET": secrets.token_urlsafe(48)}
     services = await asyncio.to_thread(
         ServiceSet.start, Settings.from_env(env), options.workdir / "services"
     )

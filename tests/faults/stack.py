@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import uuid
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def scenario_settings(services: ServiceSet, database: str, workdir: Path) -> Set
         database_url=services.database_url(database),
         redis_url=services.redis_url,
         kafka_bootstrap_servers=services.bootstrap_servers,
-        secret=Secret(uuid.uuid4().hex),
+        secret=Secret(secrets.token_urlsafe(48)),
         data_dir=workdir,
         topic_prefix=f"faults{tag}.",
         events_channel=f"parley:faults:{tag}",
