@@ -10,7 +10,7 @@ STAMP := $(VENV)/.parley-installed
 CHROMIUM ?= /usr/bin/chromium
 export PARLEY_CHROMIUM := $(CHROMIUM)
 
-.PHONY: install run test lint format typecheck unit e2e browser chromium bench clean
+.PHONY: install run test lint format typecheck unit e2e browser chromium bench faults clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -56,6 +56,10 @@ browser: install chromium
 
 bench: install
 	$(BIN)/python -m tests.bench
+
+## The fault suite (docs/reliability.md); e.g. make faults FAULTS="--rate 300 --json out.json"
+faults: install
+	$(BIN)/python -m tests.faults $(FAULTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

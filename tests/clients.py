@@ -50,8 +50,14 @@ class Recorder:
         return [data for _, data in self.received[name]]
 
     async def wait_for(self, name: str, count: int, timeout: float = 20.0) -> list[Any]:
+        """At least ``count`` ``name`` events, all received so far; TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
-        while len(self.received[name]) < count and time.monotonic() < deadline:
+        while len(self.received[name]) < count:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{len(self.received[name])} of {count} {name!r} events after {timeout:g} s: "
+                    f"{self.payloads(name)!r:.2000}"
+                )
             await asyncio.sleep(0.01)
         return self.payloads(name)
 
