@@ -91,15 +91,16 @@ MAX_SEQ = 2**31 - 1  # seq is a PostgreSQL integer
 class SyncResume:
     """Where the next answer of a paged catch-up starts.
 
-    ``updated_at``/``id`` is the keyset position: the next conversations come
-    strictly after it, newest first. ``partial_id``/``partial_seq`` name a
+    ``id`` is the keyset position: the next conversations come strictly below it
+    (the walk goes by conversation id, which never moves: a conversation that
+    changes while the walk pages keeps its place and is still visited; see
+    :meth:`persistence.conversations.Conversations.sync`). ``partial_id``/``partial_seq`` name a
     conversation whose messages were cut at that seq; the next answer finishes
     it first. ``next_since`` is the cursor the last answer hands back: the first
     answer's start minus the overlap, so what changed while paging comes again.
     """
 
     next_since: dt.datetime
-    updated_at: dt.datetime
     id: int
     partial_id: int | None = None
     partial_seq: int | None = None
@@ -107,7 +108,6 @@ class SyncResume:
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "n": self.next_since.isoformat(),
-            "u": self.updated_at.isoformat(),
             "i": self.id,
         }
         if self.partial_id is not None:
@@ -122,7 +122,6 @@ class SyncResume:
         partial_id = body.get("c")
         return cls(
             next_since=_timestamp(body["n"]),
-            updated_at=_timestamp(body["u"]),
             id=_bounded(body["i"], 1, MAX_ROW_ID),
             partial_id=None if partial_id is None else _bounded(partial_id, 1, MAX_ROW_ID),
             partial_seq=None if partial_id is None else _bounded(body["q"], 0, MAX_SEQ),
