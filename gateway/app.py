@@ -54,6 +54,7 @@ from streams.security import KafkaSecurity
 logger = logging.getLogger("parley.gateway")
 
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
+REDIS_POOL_SIZE = 200  # connections; a command waits up to REDIS_TIMEOUT for one
 SHUTDOWN_TIMEOUT = 5.0  # seconds the background tasks get to stop
 # The whole lifespan shutdown (tasks, presence, producer flush) shares one budget.
 # With Kubernetes' preStop (5 s) and uvicorn's graceful close (GRACEFUL_CLOSE,
@@ -79,11 +80,19 @@ async def build_services(settings: Settings) -> Services:
     settings.require("database_url", "redis_url", "kafka_bootstrap_servers")
     assert settings.redis_url is not None and settings.kafka_bootstrap_servers is not None
     engine = create_engine(settings.sqlalchemy_url)
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        health_check_interval=10,
+    # Hundreds of sockets check limits and presence at once. redis-py's default pool
+    # refuses the 101st concurrent command (MaxConnectionsError), which turned the
+    # rate limit off under load; a blocking pool makes a command wait for a connection.
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    client = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=REDIS_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            health_check_interval=10,
+        )
     )
     producer = KafkaEventProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
