@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parley-installed
 
-.PHONY: install run test lint format typecheck unit e2e bench clean
+.PHONY: install run test lint format typecheck unit e2e bench bench-soak bench-idle bench-broker clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -41,6 +41,16 @@ e2e: install
 
 bench: install
 	$(BIN)/python -m tests.bench
+
+## The embedded stack of `make run` (docs/embedded.md). Run them on a quiet machine.
+bench-soak: install
+	nice -n 10 $(BIN)/python -m tests.embedded_bench soak --window 120
+
+bench-idle: install
+	$(BIN)/python -m tests.embedded_bench idle
+
+bench-broker: install
+	$(BIN)/python -m tests.embedded_bench broker
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -43,9 +43,17 @@ logger = logging.getLogger("parley.runner")
 DEMO_PROJECT = "Demo project"
 DEMO_AGENT = "demo@parley.local"
 DRAIN_TIMEOUT = 120.0  # seconds a stop waits for the worker to store the backlog
-RECYCLE_DRAIN_TIMEOUT = 10.0  # seconds the gateway stays paused at most for a recycle
+RECYCLE_DRAIN_TIMEOUT = 5.0  # seconds the gateway stays paused at most for a recycle
 RECYCLE_CHECK_INTERVAL = 30.0  # seconds between two looks at the embedded broker's log
-RECYCLE_RECORDS = 3_000  # records in one partition after which the embedded broker restarts
+RECYCLE_RETRY_INTERVAL = 5.0  # seconds before the next look when the worker was behind
+# A recycle pauses the gateway only when the worker is this close to the end of the
+# log, so the pause stays short; otherwise it waits for a calmer moment.
+RECYCLE_MAX_BEHIND = 200  # records
+# Past this many times the recycle threshold, the gateway is paused until the worker
+# caught up whatever it takes: reads slow down with the log, so waiting for a calm
+# moment that never comes would end with a broker too slow to read at all.
+RECYCLE_FORCE_FACTOR = 2
+FORCED_DRAIN_TIMEOUT = 30.0  # seconds the gateway stays paused at most for a forced recycle
 IN_FLIGHT_GRACE = 1.0  # seconds for the broker to finish writes sent before the pause
 
 
@@ -199,8 +207,10 @@ class LocalRun:
 
     async def _recycle_loop(self) -> None:
         assert self._settings.kafka_bootstrap_servers
+        pause = RECYCLE_CHECK_INTERVAL
         while True:
-            await asyncio.sleep(RECYCLE_CHECK_INTERVAL)
+            await asyncio.sleep(pause)
+            pause = RECYCLE_CHECK_INTERVAL
             try:
                 backlog = await group_backlog(
                     bootstrap_servers=self._settings.kafka_bootstrap_servers,
@@ -208,22 +218,34 @@ class LocalRun:
                     topics=self.consumed_topics,
                 )
                 longest = max((entry.end for entry in backlog), default=0)
-                if longest >= RECYCLE_RECORDS:
-                    await self.recycle_broker()
+                limit = self._settings.broker_recycle_records
+                if longest < limit:
+                    continue
+                forced = longest >= limit * RECYCLE_FORCE_FACTOR
+                if not forced and sum(entry.behind for entry in backlog) > RECYCLE_MAX_BEHIND:
+                    pause = RECYCLE_RETRY_INTERVAL
+                    continue
+                within = FORCED_DRAIN_TIMEOUT if forced else RECYCLE_DRAIN_TIMEOUT
+                if not await self.recycle_broker(within=within):
+                    pause = RECYCLE_RETRY_INTERVAL
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("broker recycle failed", extra={"action": "run.recycle_failed"})
                 self.gateway.resume()
 
-    async def recycle_broker(self) -> bool:
-        """Restart the in-memory broker empty once the worker stored all it holds."""
+    async def recycle_broker(self, *, within: float = RECYCLE_DRAIN_TIMEOUT) -> bool:
+        """Restart the in-memory broker empty once the worker stored all it holds.
+
+        The gateway is paused meanwhile (``within`` seconds at most); False when the
+        worker did not catch up in that time and the broker was left as it was.
+        """
         broker = self._stack.broker
         assert broker is not None and self._settings.kafka_bootstrap_servers
         self.gateway.pause()
         try:
             await asyncio.sleep(IN_FLIGHT_GRACE)
-            left = await self._drain(RECYCLE_DRAIN_TIMEOUT)
+            left = await self._drain(within)
             if left != 0:
                 logger.info(
                     "broker recycle postponed: %s records not stored yet",

@@ -28,7 +28,10 @@ from streams.topics import ensure_topics, parley_topics
 
 logger = logging.getLogger("parley.stack")
 
-EMBEDDED_FETCH_WAIT = 5  # milliseconds: Tansu answers a fetch only when the wait is over
+# Tansu answers a fetch only when the wait is over, so the wait is the worker's
+# latency; it also bounds how long Tansu may list a partition's batches for a fetch,
+# and 5 ms is too short for that once a few thousand batches pile up on a busy machine.
+EMBEDDED_FETCH_WAIT = 20  # milliseconds
 # The wait once nothing flows: the first message after a quiet spell waits this
 # long at most, and an idle worker fetches 4 times a second instead of 200.
 EMBEDDED_FETCH_IDLE_WAIT = 250  # milliseconds
