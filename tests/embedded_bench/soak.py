@@ -97,6 +97,11 @@ async def soak(*, rate: float, count: int, visitors: int, window: float, data_di
         state = run.state()
         assert state is not None
         missing = await traffic.missing_from_database(state.database_url)
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while missing and time.monotonic() < deadline:
+            # The worker may still be storing the backlog.
+            await asyncio.sleep(10)
+            missing = await traffic.missing_from_database(state.database_url)
         print()
         print(soak.lines.get("start", "start: run too short"))
         print(end_line.replace("end", "end", 1))
