@@ -75,11 +75,9 @@ class LocalRun:
             if not k.startswith(("DATABASE_", "REDIS_", "KAFKA_"))
         }
         self.env.update(
-            PARLEY_DATA_DIR=str(data_dir),
-            PARLEY_PORT=str(self.port),
-            PARLEY_LOG_LEVEL="WARNING",
-            **(extra_env or {}),
+            PARLEY_DATA_DIR=str(data_dir), PARLEY_PORT=str(self.port), PARLEY_LOG_LEVEL="WARNING"
         )
+        self.env.update(extra_env or {})
         self.process: subprocess.Popen[str] | None = None
         self.project_id = 0
         self.token = ""
