@@ -11,6 +11,7 @@ terminal reads exists exactly while the run does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -111,7 +112,8 @@ async def test_make_run_keeps_every_acked_message_through_recycles_and_ctrl_c(
             await asyncio.sleep(FROZEN_FOR)
             assert run.process.poll() is None, "parley run stopped without storing the backlog"
         finally:
-            os.kill(worker, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGCONT)
         code = await asyncio.to_thread(run.process.wait, 120)
         assert code == 0, run.log_path.read_text()[-3000:]
         assert not state_path(data_dir).exists(), "a clean stop removes the state file"
