@@ -43,8 +43,9 @@ bench: install
 	$(BIN)/python -m tests.bench
 
 ## The embedded stack of `make run` (docs/embedded.md). Run them on a quiet machine.
+SOAK_ARGS ?= --rate 200 --count 1000000 --visitors 100 --window 120
 bench-soak: install
-	nice -n 10 $(BIN)/python -m tests.embedded_bench soak --window 120
+	nice -n 10 $(BIN)/python -m tests.embedded_bench soak $(SOAK_ARGS)
 
 bench-idle: install
 	$(BIN)/python -m tests.embedded_bench idle

@@ -10,6 +10,9 @@ at chat rates), it measures
 - the broker's CPU per such fetch;
 - the rate of reading the whole partition from offset 0 with a 5 ms wait.
 
+Fetch waits: 5 ms (what ``parley run`` used), 20 ms (what it uses now while
+messages flow) and 500 ms.
+
 Then it shows what a producer linger does to the number of batches under load
 (records per batch, read rate from 0), and what a restart does (the recycle
 ``parley run`` performs): the same fetch on a fresh broker.
@@ -21,6 +24,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,8 +35,10 @@ from tests.embedded_bench.local_run import cpu_seconds
 SIZES = (1_000, 2_500, 5_000, 7_500, 10_000)
 QUICK_SIZES = (1_000, 2_500, 5_000)
 TAIL_FETCHES = 50
-BUSY_WAIT = 5  # milliseconds: the fetch wait `parley run` uses while messages flow
+SHORT_WAIT = 5  # milliseconds: the fetch wait `parley run` used before
+BUSY_WAIT = 20  # milliseconds: the fetch wait `parley run` uses while messages flow
 LONG_WAIT = 500  # milliseconds: a wait long enough for the listing to finish
+WAITS = (SHORT_WAIT, BUSY_WAIT, LONG_WAIT)
 READ_LIMIT = 30.0  # seconds a read from offset 0 may take before it is cut
 PAYLOAD = b'{"content": "hello from the benchmark", "padding": "' + b"x" * 300 + b'"}'
 
@@ -87,7 +93,7 @@ async def tail_fetch(bootstrap: str, topic: str, broker_pid: int, wait_ms: int) 
 
 
 async def read_rate(bootstrap: str, topic: str, count: int) -> str:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=BUSY_WAIT)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=SHORT_WAIT)
     tp = TopicPartition(topic, 0)
     await consumer.start()
     try:
@@ -115,76 +121,75 @@ async def log_length(*, workdir: Path, sizes: tuple[int, ...]) -> None:
             topic = f"bench-{uuid.uuid4().hex[:6]}"
             await create_topic(broker.url, topic, 1)
             await fill(broker.url, topic, size)
-            busy = await tail_fetch(broker.url, topic, broker.pid, BUSY_WAIT)
-            long = await tail_fetch(broker.url, topic, broker.pid, LONG_WAIT)
-            rate = await read_rate(broker.url, topic, size)
-            print(f"N={size:>6}  wait {BUSY_WAIT} ms: {busy}")
-            print(f"{'':9} wait {LONG_WAIT} ms: {long}")
-            print(f"{'':9} {rate}", flush=True)
+            for wait in WAITS:
+                line = await tail_fetch(broker.url, topic, broker.pid, wait)
+                label = f"N={size:>6}" if wait == WAITS[0] else ""
+                print(f"{label:<9} wait {wait:>3} ms: {line}", flush=True)
+            print(f"{'':9} {await read_rate(broker.url, topic, size)}", flush=True)
         finally:
             broker.stop()
 
 
-async def linger(*, workdir: Path, count: int) -> None:
-    """Records per batch with and without a linger when sends overlap (a burst)."""
-    print(f"{count} records sent at once to 8 partitions (a burst), then read back:")
-    for linger_ms in (0, 5):
-        broker = EmbeddedBroker(workdir=workdir / f"linger-{linger_ms}")
-        broker.start()
-        try:
-            topic = f"bench-{uuid.uuid4().hex[:6]}"
-            await create_topic(broker.url, topic, 8)
-            producer = AIOKafkaProducer(
-                bootstrap_servers=broker.url, acks="all", linger_ms=linger_ms
-            )
-            await producer.start()
-            batches = 0
+async def linger(*, workdir: Path, seconds: float) -> None:
+    """Records per batch and ack latency for a linger of 0 and 5 ms, at chat and burst rates.
+
+    Sends are concurrent, as from many gateway sockets; batches are counted in the
+    produce requests the producer sends.
+    """
+    print(f"8 partitions, concurrent sends for {seconds:.0f} s each:")
+    for rate in (200, 2_000):
+        for linger_ms in (0, 5):
+            broker = EmbeddedBroker(workdir=workdir / f"linger-{rate}-{linger_ms}")
+            broker.start()
             try:
-                started = time.perf_counter()
-                pending = []
-                for index in range(count):
-                    pending.append(await producer.send(topic, PAYLOAD, partition=index % 8))
-                    if len(pending) >= 50:
-                        await asyncio.gather(*pending)
-                        pending.clear()
-                        await asyncio.sleep(0.025)  # 2,000 msg/s offered
-                        batches += 1
-                await asyncio.gather(*pending)
-                seconds = time.perf_counter() - started
+                topic = f"bench-{uuid.uuid4().hex[:6]}"
+                await create_topic(broker.url, topic, 8)
+                line = await offered_load(broker.url, topic, rate, linger_ms, seconds)
+                print(f"  {rate:>5} msg/s, linger {linger_ms} ms: {line}", flush=True)
             finally:
-                await producer.stop()
-            offsets = await first_offsets(broker.url, topic)
-            print(
-                f"  linger {linger_ms} ms: produced in {seconds:.1f} s; "
-                f"records per batch (from the log): {offsets}",
-                flush=True,
-            )
-        finally:
-            broker.stop()
+                broker.stop()
 
 
-async def first_offsets(bootstrap: str, topic: str) -> str:
-    """Mean records per batch in partition 0, from the batch boundaries a fetch returns."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=BUSY_WAIT)
-    tp = TopicPartition(topic, 0)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        records = 0
+async def offered_load(
+    bootstrap: str, topic: str, rate: int, linger_ms: int, seconds: float
+) -> str:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms)
+    await producer.start()
+    batches = 0
+    send = producer.client.send
+
+    async def counting_send(node_id: int, request: Any, **kwargs: Any) -> Any:
+        nonlocal batches
+        for _, partitions in getattr(request, "_topics", ()):
+            batches += len(partitions)
+        return await send(node_id, request, **kwargs)
+
+    producer.client.send = counting_send
+    latencies: list[float] = []
+
+    async def one(index: int) -> None:
         started = time.perf_counter()
-        while time.perf_counter() - started < READ_LIMIT:
-            batch = await consumer.getmany(tp, timeout_ms=200)
-            got = len(batch.get(tp, []))
-            if not got and records:
-                break
-            records += got
-        seconds = time.perf_counter() - started
+        await producer.send_and_wait(topic, PAYLOAD, key=str(index % 97).encode())
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    try:
+        tasks = []
+        started = time.perf_counter()
+        total = int(rate * seconds)
+        for index in range(total):
+            await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(index)))
+        await asyncio.gather(*tasks)
     finally:
-        await consumer.stop()
-    return f"{records} records read back at {records / seconds:.0f} msg/s"
+        await producer.stop()
+    latencies.sort()
+    return (
+        f"{batches} batches, {total / max(batches, 1):5.1f} records per batch, "
+        f"ack p50 {latencies[len(latencies) // 2]:.1f} ms p99 "
+        f"{latencies[int(len(latencies) * 0.99)]:.1f} ms"
+    )
 
 
 async def candidates(*, workdir: Path, quick: bool) -> None:
     await log_length(workdir=workdir, sizes=QUICK_SIZES if quick else SIZES)
-    await linger(workdir=workdir, count=5_000 if quick else 20_000)
+    await linger(workdir=workdir, seconds=3.0 if quick else 10.0)
