@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from gateway.tokens import TokenSigner
@@ -107,7 +108,7 @@ class LocalRun:
         self._settings = settings
         env = child_env(settings)
         self.children = {
-            name: Child(name=name, command=command, env=env)
+            name: Child(name=name, command=command, env=env, on_spawn=self._pids_changed)
             for name, command in process_commands().items()
         }
         self.gateway = self.children["gateway"]
@@ -116,6 +117,7 @@ class LocalRun:
         self.recycles = 0
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._serving = False
 
     @property
     def consumed_topics(self) -> list[str]:
@@ -138,6 +140,11 @@ class LocalRun:
     def write_state(self) -> None:
         self.state().write(self._settings.data_dir)
 
+    def _pids_changed(self) -> None:
+        # The state file lists the children's pids; keep them current after a restart.
+        if self._serving and not self._stopping.is_set():
+            self.write_state()
+
     def request_stop(self) -> None:
         if self._stopping.is_set():
             print("parley: stopping without waiting for the worker", file=sys.stderr, flush=True)
@@ -150,6 +157,7 @@ class LocalRun:
             loop.add_signal_handler(sig, self.request_stop)
         for child in (self.relay, self.worker, self.gateway):
             await child.start()
+        self._serving = True
         self.write_state()
         recycler = None
         if self._stack.broker is not None:
@@ -182,7 +190,9 @@ class LocalRun:
             print("parley: stopped before the backlog was stored", file=sys.stderr, flush=True)
             return
         left = drain.result()
-        if left:
+        if left < 0:
+            print("parley: the backlog could not be checked", file=sys.stderr, flush=True)
+        elif left:
             print(
                 f"parley: {left} accepted messages were not stored and are lost with the "
                 "in-memory broker",
@@ -242,6 +252,8 @@ class LocalRun:
         """
         broker = self._stack.broker
         assert broker is not None and self._settings.kafka_bootstrap_servers
+        paused_at = time.monotonic()
+        worker_stopped = False
         self.gateway.pause()
         try:
             await asyncio.sleep(IN_FLIGHT_GRACE)
@@ -254,6 +266,7 @@ class LocalRun:
                 )
                 return False
             # Everything is committed: the worker has nothing to lose.
+            worker_stopped = True
             await self.worker.kill()
             await asyncio.to_thread(broker.restart)
             await ensure_topics(
@@ -263,11 +276,14 @@ class LocalRun:
             )
         finally:
             self.gateway.resume()
-        await self.worker.start()
+            if worker_stopped:
+                await self.worker.start()
         self.recycles += 1
         self.write_state()
         logger.info(
-            "embedded broker recycled", extra={"action": "run.recycled", "count": self.recycles}
+            "embedded broker recycled; the gateway was paused for %.1f s",
+            time.monotonic() - paused_at,
+            extra={"action": "run.recycled", "count": self.recycles},
         )
         return True
 

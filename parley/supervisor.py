@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 logger = logging.getLogger("parley.supervisor")
@@ -35,6 +35,7 @@ class Child:
         env: Mapping[str, str],
         output: TextIO | None = None,
         name_width: int = 8,
+        on_spawn: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.command = command
@@ -46,6 +47,7 @@ class Child:
         self._watch: asyncio.Task[None] | None = None
         self._wanted = False
         self._failures = 0
+        self._on_spawn = on_spawn
         self.restarts = 0
 
     @property
@@ -69,6 +71,8 @@ class Child:
         )
         self._pump = asyncio.create_task(self._pump_output(self._process), name=f"out-{self.name}")
         self._started_at = time.monotonic()
+        if self._on_spawn is not None:
+            self._on_spawn()
 
     async def _pump_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
