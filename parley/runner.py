@@ -56,6 +56,9 @@ RECYCLE_MAX_BEHIND = 200  # records
 RECYCLE_FORCE_FACTOR = 2
 FORCED_DRAIN_TIMEOUT = 30.0  # seconds the gateway stays paused at most for a forced recycle
 IN_FLIGHT_GRACE = 1.0  # seconds for the broker to finish writes sent before the pause
+# NOTIFY wakes the relay for every stored message; its poll is only the safety net, and
+# an idle `make run` should not query PostgreSQL every second for it.
+LOCAL_RELAY_POLL_INTERVAL = 5.0  # seconds, unless PARLEY_RELAY_POLL_INTERVAL says otherwise
 
 
 async def ensure_demo(settings: Settings) -> tuple[Project, Agent]:
@@ -82,6 +85,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
         PARLEY_KAFKA_FETCH_WAIT_MS=str(settings.fetch_wait_ms),
         PARLEY_KAFKA_FETCH_IDLE_WAIT_MS=str(settings.fetch_idle_wait_ms),
+        PARLEY_RELAY_POLL_INTERVAL=str(settings.relay_poll_interval),
         PARLEY_DATA_DIR=str(Path(settings.data_dir).resolve()),
         PARLEY_HOST=settings.host,
         PARLEY_PORT=str(settings.port),
@@ -295,6 +299,8 @@ def run_local(settings: Settings) -> int:
     except ServiceUnreachable as exc:
         print(f"parley: {exc}", file=sys.stderr)
         return 1
+    if "PARLEY_RELAY_POLL_INTERVAL" not in os.environ:
+        resolved = resolved.replace(relay_poll_interval=LOCAL_RELAY_POLL_INTERVAL)
     try:
         migrate(resolved)
         project, agent = asyncio.run(ensure_demo(resolved))
