@@ -29,13 +29,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 RECYCLE_TIMEOUT = 120.0  # seconds: the run looks at the broker's log every 30 s
 FROZEN_FOR = 3.0  # seconds the worker stays frozen after Ctrl-C
+RESENDS = 10  # a send refused during a recycle is sent again, as the widget does
 
 
 async def send(run: LocalRun, visitor: clients.Recorder, count: int, label: str) -> list[str]:
+    """Send as the widget does: a send refused as unavailable (a recycle) goes again."""
     temp_ids = []
     for index in range(count):
         temp_id = str(uuid.uuid4())
-        ack = await visitor.call("sendMessage", {"content": f"{label} {index}", "tempId": temp_id})
+        message = {"content": f"{label} {index}", "tempId": temp_id}
+        ack = await visitor.call("sendMessage", message)
+        for _ in range(RESENDS):
+            if ack.get("ok") or ack.get("error", {}).get("code") != "unavailable":
+                break
+            await asyncio.sleep(1.0)
+            ack = await visitor.call("sendMessage", message)
         assert ack == {"ok": True}, ack
         temp_ids.append(temp_id)
     return temp_ids
