@@ -17,9 +17,11 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+import socketio
 
 from parley.run_state import state_path
 from tests import clients
@@ -32,21 +34,41 @@ FROZEN_FOR = 3.0  # seconds the worker stays frozen after Ctrl-C
 RESENDS = 10  # a send refused during a recycle is sent again, as the widget does
 
 
-async def send(run: LocalRun, visitor: clients.Recorder, count: int, label: str) -> list[str]:
-    """Send as the widget does: a send refused as unavailable (a recycle) goes again."""
-    temp_ids = []
-    for index in range(count):
-        temp_id = str(uuid.uuid4())
-        message = {"content": f"{label} {index}", "tempId": temp_id}
-        ack = await visitor.call("sendMessage", message)
-        for _ in range(RESENDS):
-            if ack.get("ok") or ack.get("error", {}).get("code") != "unavailable":
-                break
-            await asyncio.sleep(1.0)
-            ack = await visitor.call("sendMessage", message)
-        assert ack == {"ok": True}, ack
-        temp_ids.append(temp_id)
-    return temp_ids
+class Widget:
+    """One visitor that behaves like the widget: it reconnects and resends with the tempId."""
+
+    def __init__(self, run: LocalRun) -> None:
+        self.run = run
+        self.uid = str(uuid.uuid4())
+        self.tab: clients.Recorder | None = None
+
+    async def _call(self, message: dict[str, str]) -> Any:
+        if self.tab is None or not self.tab.client.connected:
+            self.tab = await clients.visitor(self.run.url, self.run.project_id, self.uid)
+        try:
+            return await self.tab.call("sendMessage", message)
+        except (socketio.exceptions.SocketIOError, TimeoutError) as exc:
+            return {"ok": False, "error": {"code": "unavailable", "message": repr(exc)}}
+
+    async def send(self, count: int, label: str) -> list[str]:
+        """Send ``count`` messages; a refused or lost send goes again with its tempId."""
+        temp_ids = []
+        for index in range(count):
+            temp_id = str(uuid.uuid4())
+            message = {"content": f"{label} {index}", "tempId": temp_id}
+            ack = await self._call(message)
+            for _ in range(RESENDS):
+                if ack.get("ok") or ack.get("error", {}).get("code") != "unavailable":
+                    break
+                await asyncio.sleep(1.0)
+                ack = await self._call(message)
+            assert ack == {"ok": True}, ack
+            temp_ids.append(temp_id)
+        return temp_ids
+
+    async def close(self) -> None:
+        if self.tab is not None and self.tab.client.connected:
+            await self.tab.close()
 
 
 async def stored(database_url: str, temp_ids: list[str]) -> set[str]:
@@ -98,8 +120,8 @@ async def test_make_run_keeps_every_acked_message_through_recycles_and_ctrl_c(
         finally:
             await conn.close()
 
-        visitor = await clients.visitor(run.url, run.project_id, str(uuid.uuid4()))
-        acked += await send(run, visitor, 25, "before the recycle")
+        visitor = Widget(run)
+        acked += await visitor.send(25, "before the recycle")
         first_broker = state.pids["broker"]
 
         def recycled() -> bool:
@@ -107,13 +129,13 @@ async def test_make_run_keeps_every_acked_message_through_recycles_and_ctrl_c(
             return current is not None and current.pids.get("broker") not in (None, first_broker)
 
         await wait_for("the broker recycle", recycled, RECYCLE_TIMEOUT)
-        acked += await send(run, visitor, 10, "after the recycle")
+        acked += await visitor.send(10, "after the recycle")
 
         # Ctrl-C while the worker has a backlog: freeze it, send, stop, then let it go.
         worker = run.state().pids["worker"]  # type: ignore[union-attr]
         os.kill(worker, signal.SIGSTOP)
         try:
-            acked += await send(run, visitor, 15, "backlog at Ctrl-C")
+            acked += await visitor.send(15, "backlog at Ctrl-C")
             await visitor.close()
             assert run.process is not None
             run.process.send_signal(signal.SIGINT)
