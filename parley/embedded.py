@@ -100,6 +100,10 @@ class EmbeddedService:
         """Hook for services whose port opens before they answer."""
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -128,13 +132,19 @@ class EmbeddedService:
 
 
 class EmbeddedPostgres(EmbeddedService):
-    """PostgreSQL 16 from the pgserver wheel; its data folder survives restarts."""
+    """PostgreSQL 16 from the pgserver wheel; its data folder survives restarts.
+
+    ``durable`` keeps PostgreSQL's default fsync, full-page writes and synchronous
+    commit, as ``make run`` needs for the user's conversations; throwaway test
+    databases leave it off for speed.
+    """
 
     name = "postgres"
 
-    def __init__(self, *, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, *, workdir: Path, port: int | None = None, durable: bool = False) -> None:
         super().__init__(workdir=workdir, port=port)
         self.pgdata = workdir / "data"
+        self.durable = durable
 
     @property
     def url(self) -> str:
@@ -217,7 +227,7 @@ class EmbeddedPostgres(EmbeddedService):
         # pid itself, so a stale file only blocks when that pid is alive and ours.
 
     def command(self) -> list[str]:
-        return [
+        command = [
             self._bin("postgres"),
             "-D",
             str(self.pgdata),
@@ -229,6 +239,11 @@ class EmbeddedPostgres(EmbeddedService):
             "",
             "-c",
             "max_connections=300",
+        ]
+        if self.durable:
+            return command
+        return [
+            *command,
             "-c",
             "fsync=off",
             "-c",

@@ -27,6 +27,13 @@ DEFAULT_RATE_LIMIT_WINDOW = 60.0  # seconds
 # wait costs nothing there; the embedded Tansu broker does not, so `parley run`
 # and the tests set PARLEY_KAFKA_FETCH_WAIT_MS=5 for it.
 DEFAULT_FETCH_WAIT = 500  # milliseconds
+# The consumer switches to this wait once no record arrived for a while; 0 keeps
+# DEFAULT_FETCH_WAIT always. `parley run` sets it for Tansu so an idle worker
+# does not poll 200 times a second.
+DEFAULT_FETCH_IDLE_WAIT = 0  # milliseconds
+# Reads from the embedded broker slow down with the batches in a partition, so
+# `parley run` restarts it empty once a partition holds this many records.
+DEFAULT_BROKER_RECYCLE_RECORDS = 3_000
 DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # seconds
 # A crashed gateway's visitors are marked offline about this long after it died.
 # Seconds a gateway's heartbeat lives without a refresh. With a sweep every second
@@ -193,6 +200,8 @@ class Settings:
     topic_partitions: int = DEFAULT_TOPIC_PARTITIONS
     topic_replication: int = DEFAULT_TOPIC_REPLICATION
     fetch_wait_ms: int = DEFAULT_FETCH_WAIT
+    fetch_idle_wait_ms: int = DEFAULT_FETCH_IDLE_WAIT
+    broker_recycle_records: int = DEFAULT_BROKER_RECYCLE_RECORDS
     rate_limit_count: int = DEFAULT_RATE_LIMIT_COUNT
     rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW
     token_ttl: int = DEFAULT_TOKEN_TTL
@@ -244,6 +253,12 @@ class Settings:
             topic_partitions=_int(env, "PARLEY_TOPIC_PARTITIONS", DEFAULT_TOPIC_PARTITIONS),
             topic_replication=_int(env, "PARLEY_TOPIC_REPLICATION", DEFAULT_TOPIC_REPLICATION),
             fetch_wait_ms=_int(env, "PARLEY_KAFKA_FETCH_WAIT_MS", DEFAULT_FETCH_WAIT),
+            fetch_idle_wait_ms=_int(
+                env, "PARLEY_KAFKA_FETCH_IDLE_WAIT_MS", DEFAULT_FETCH_IDLE_WAIT
+            ),
+            broker_recycle_records=_int(
+                env, "PARLEY_BROKER_RECYCLE_RECORDS", DEFAULT_BROKER_RECYCLE_RECORDS
+            ),
             rate_limit_count=_int(env, "PARLEY_RATE_LIMIT_COUNT", DEFAULT_RATE_LIMIT_COUNT),
             rate_limit_window=_float(env, "PARLEY_RATE_LIMIT_WINDOW", DEFAULT_RATE_LIMIT_WINDOW),
             token_ttl=_int(env, "PARLEY_TOKEN_TTL", DEFAULT_TOKEN_TTL),

@@ -29,7 +29,13 @@ from streams.topics import ensure_topics, parley_topics
 
 logger = logging.getLogger("parley.stack")
 
-EMBEDDED_FETCH_WAIT = 5  # milliseconds: Tansu answers a fetch only when the wait is over
+# Tansu answers a fetch only when the wait is over, so the wait is the worker's
+# latency; it also bounds how long Tansu may list a partition's batches for a fetch,
+# and 5 ms is too short for that once a few thousand batches pile up on a busy machine.
+EMBEDDED_FETCH_WAIT = 20  # milliseconds
+# The wait once nothing flows: the first message after a quiet spell waits this
+# long at most, and an idle worker fetches 4 times a second instead of 200.
+EMBEDDED_FETCH_IDLE_WAIT = 250  # milliseconds
 DEFAULT_DATABASE = "parley"
 
 
@@ -57,7 +63,8 @@ class LocalStack:
         changes: dict[str, object] = {}
         try:
             if settings.database_url is None:
-                self.postgres = EmbeddedPostgres(workdir=self._root / "postgres")
+                # The user's conversations live here: keep PostgreSQL's fsync defaults.
+                self.postgres = EmbeddedPostgres(workdir=self._root / "postgres", durable=True)
                 self.postgres.start()
                 base = self.postgres.url.rsplit("/", 1)[0]
                 changes["database_url"] = f"{base}/{DEFAULT_DATABASE}"
@@ -70,6 +77,9 @@ class LocalStack:
                 self.broker.start()
                 changes["kafka_bootstrap_servers"] = self.broker.url
                 changes["fetch_wait_ms"] = EMBEDDED_FETCH_WAIT
+                changes["fetch_idle_wait_ms"] = (
+                    settings.fetch_idle_wait_ms or EMBEDDED_FETCH_IDLE_WAIT
+                )
             resolved = settings.replace(**changes)
             asyncio.run(check_services(resolved))
         except BaseException:

@@ -42,6 +42,7 @@ class ParleyApp(faust.App):  # type: ignore[misc]
     settings: Settings | None = None
     fetch_wait_ms: int | None = None
     lag_task: asyncio.Task[None] | None = None
+    fetch_idle_wait_ms: int | None = None
 
     def _new_transport(self) -> Any:
         return TunedTransport(self.conf.broker_consumer, self)
@@ -115,6 +116,7 @@ def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     settings.require("kafka_bootstrap_servers", "database_url")
     sender.settings = settings
     sender.fetch_wait_ms = settings.fetch_wait_ms
+    sender.fetch_idle_wait_ms = settings.fetch_idle_wait_ms or None
     conf.id = settings.worker_id
     conf.broker = f"kafka://{settings.kafka_bootstrap_servers}"
     conf.broker_credentials = KafkaSecurity.from_settings(settings).faust_credentials()

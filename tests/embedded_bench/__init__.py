@@ -1,0 +1,1 @@
+"""Benchmarks of the embedded stack that ``make run`` starts (see docs/embedded.md)."""
