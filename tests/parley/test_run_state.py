@@ -37,7 +37,7 @@ def parley(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProces
     base = {
         k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "KAFKA_"))
     }
-    base.update(PARLEY_DATA_DIR=str(data_dir), PARLEY_SECRET="test-secret", **env)
+    base.update(PARLEY_DATA_DIR=str(data_dir), PARLEY_SECRET="test-secret-" + "x" * 32, **env)
     return subprocess.run(
         [sys.executable, "-m", "parley.cli", *args],
         env=base,
