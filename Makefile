@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parley-installed
 
-.PHONY: install run test lint format typecheck unit e2e bench clean
+.PHONY: install run test lint format typecheck unit e2e bench bench-stages clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -39,8 +39,13 @@ typecheck: install
 e2e: install
 	$(BIN)/pytest -m e2e
 
+## The whole path under load; e.g. make bench BENCH="--max --window 200 --json out.json"
 bench: install
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH)
+
+## Each stage alone (agent, relay, fan-out, 5,000 sockets); e.g. make bench-stages STAGES="--only relay"
+bench-stages: install
+	$(BIN)/python -m tests.bench.stages $(STAGES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
