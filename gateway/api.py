@@ -86,7 +86,7 @@ def _optional_int(params: dict[str, str], name: str, *, low: int, high: int) -> 
 
 async def _project(request: Request) -> tuple[Services, int]:
     """The services and the path's project id, once the caller proved membership."""
-    agent_id = authenticate(request)
+    agent_id = await authenticate(request)
     project_id = validation.project_id(request.path_params["project_id"])
     services: Services = request.state.services
     await require_member(services, agent_id=agent_id, project_id=project_id)
@@ -182,7 +182,11 @@ async def visitor_details(request: Request) -> Response:
 
 @endpoint
 async def sync(request: Request) -> Response:
-    """``GET /api/projects/{projectId}/sync?since=<cursor>&last_seqs=12:5,13:9``"""
+    """``GET /api/projects/{projectId}/sync?since=<cursor>&last_seqs=12:5,13:9``
+
+    One page, as the ``sync`` socket event answers: while ``hasMore`` is true, ask
+    again with ``since`` = the returned ``cursor`` and the same ``last_seqs``.
+    """
     services, project_id = await _project(request)
     params = _query(request, ("since", "last_seqs"))
     body = await services.conversations.sync(

@@ -3,13 +3,15 @@
 Engines, clients and the producer are built in the lifespan and reach HTTP
 handlers through ``request.state``; the fan-out subscriber, the ephemeral
 (typing, presence) subscriber, the presence heartbeat and the sweeper are named
-tasks the lifespan supervises and cancels on shutdown.
+tasks the lifespan supervises (restarted with backoff after any error, see
+``gateway.supervisor``) and cancels on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.backoff
 import socketio
+from redis.asyncio.retry import Retry
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -26,11 +30,15 @@ from gateway import api, health, replies
 from gateway.clients import ClientRegistry
 from gateway.ephemeral import EphemeralBus, EphemeralDelivery, ephemeral_channel
 from gateway.fanout import Fanout
+from gateway.limits import SocketLimits
 from gateway.presence import Presence
-from gateway.ratelimit import RateLimiter
+from gateway.project_cache import ProjectCache
+from gateway.ratelimit import DistinctLimiter, RateLimiter
+from gateway.revocation import AgentAccess, revocation_channel
 from gateway.services import Services
 from gateway.sockets import create_socket_server
 from gateway.subscription import ChannelSubscription
+from gateway.supervisor import Supervisor
 from gateway.tokens import TokenSigner
 from gateway.typing_indicators import TypingIndicators
 from parley.settings import Settings
@@ -44,7 +52,7 @@ from streams.producer import KafkaEventProducer
 logger = logging.getLogger("parley.gateway")
 
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
-SHUTDOWN_TIMEOUT = 5.0  # seconds the fan-out task gets to stop
+SHUTDOWN_TIMEOUT = 5.0  # seconds the background tasks get to stop
 STATIC = Path(__file__).parent / "static"
 
 
@@ -81,16 +89,24 @@ async def build_services(settings: Settings) -> Services:
         await client.aclose()
         await engine.dispose()
         raise
+    directory = Directory(engine=engine)
     return Services(
         engine=engine,
         redis=client,
         producer=producer,
-        directory=Directory(engine=engine),
+        directory=directory,
+        projects=ProjectCache(directory=directory),
         history=History(engine=engine),
         activity=Activity(engine=engine),
         conversations=Conversations(engine=engine),
         limiter=RateLimiter(
             client=client, limit=settings.rate_limit_count, window=settings.rate_limit_window
+        ),
+        new_visitors=DistinctLimiter(
+            client=client,
+            limit=settings.new_visitor_limit,
+            window=settings.new_visitor_window,
+            prefix=f"{settings.events_channel}:new-visitors:",
         ),
         signer=TokenSigner(secret=settings.secret, ttl=settings.token_ttl),
         ephemeral=EphemeralBus(client=client, channel=ephemeral_channel(settings.events_channel)),
@@ -106,6 +122,23 @@ async def build_services(settings: Settings) -> Services:
     )
 
 
+def subscription_client(redis_url: str) -> aioredis.Redis:
+    """The client the two subscriptions use: it never reconnects behind their back.
+
+    redis-py retries a dropped pub/sub connection and resubscribes silently;
+    what was published meanwhile is lost and nobody would know. Without
+    retries the drop reaches ``ChannelSubscription``, which resubscribes and
+    then tells the sockets to catch up.
+    """
+    return aioredis.Redis.from_url(
+        redis_url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        health_check_interval=10,
+        retry=Retry(redis.backoff.NoBackoff(), 0),
+    )
+
+
 async def close_services(services: Services) -> None:
     await services.producer.stop()
     await services.redis.aclose()
@@ -117,31 +150,62 @@ def create_app(settings: Settings) -> Any:
     slot = ServiceSlot()
     clients = ClientRegistry()
     typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
-    sio = create_socket_server(services=slot, clients=clients, typing=typing)
+    sio = create_socket_server(
+        services=slot, clients=clients, typing=typing, limits=SocketLimits.from_settings(settings)
+    )
+    access = AgentAccess(sio=sio, clients=clients, services=slot)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         services = await build_services(settings)
         slot.value = services
+        assert settings.redis_url is not None
+        listening = subscription_client(settings.redis_url)
         fanout = Fanout(emitter=sio)
         subscriber = ChannelSubscription(
-            client=services.redis,
+            client=listening,
             channel=settings.events_channel,
             deliver=fanout.deliver,
             name="fanout",
+            # What was relayed while the subscription was down reached nobody here.
+            on_resubscribed=fanout.resync,
         )
-        fanout_task = asyncio.create_task(subscriber.run(), name="gateway-fanout")
-        fanout_task.add_done_callback(_report_crash)
-        ephemeral_tasks = _start_ephemeral(services, sio)
+        ephemeral = ChannelSubscription(
+            client=listening,
+            channel=services.ephemeral.channel,
+            deliver=EphemeralDelivery(emitter=sio).deliver,
+            name="ephemeral",
+        )
+        presence = services.presence
+        supervisor = Supervisor()
+        supervisor.start("gateway-fanout", subscriber.run)
+        supervisor.start("gateway-ephemeral", ephemeral.run)
+        supervisor.start("gateway-presence-heartbeat", presence.run_heartbeat)
+        supervisor.start("gateway-presence-sweeper", presence.run_sweeper)
+        # Revocation notices from `parley agent revoke|remove`, and the timed backstop.
+        revocations = ChannelSubscription(
+            client=listening,
+            channel=revocation_channel(settings.events_channel),
+            deliver=access.deliver,
+            name="revocation",
+        )
+        supervisor.start("gateway-revocation", revocations.run)
+        supervisor.start(
+            "gateway-agent-recheck",
+            functools.partial(access.run_backstop, interval=settings.agent_recheck_interval),
+        )
         logger.info("gateway started", extra={"action": "gateway.start"})
         try:
             yield {"services": services, "subscriber": subscriber, "fanout": fanout}
         finally:
-            fanout_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            # Tasks first: a heartbeat after presence.close() would revive this gateway.
+            await supervisor.stop(SHUTDOWN_TIMEOUT)
+            # Then tell the others now what they would otherwise learn after the TTL.
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT):
-                    await fanout_task
-            await _stop_ephemeral(ephemeral_tasks, typing, services.presence)
+                    await typing.close()
+                    await presence.close()
+            await listening.aclose()
             await close_services(services)
             slot.value = None
             logger.info("gateway stopped", extra={"action": "gateway.stop"})
@@ -157,55 +221,3 @@ def create_app(settings: Settings) -> Any:
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
     starlette = Starlette(routes=routes, lifespan=lifespan)
     return socketio.ASGIApp(sio, other_asgi_app=starlette)
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.critical(
-            "fan-out task died: %r", task.exception(), extra={"action": "gateway.fanout_crash"}
-        )
-
-
-def _start_ephemeral(services: Services, sio: Any) -> list[asyncio.Task[None]]:
-    """Typing and presence: the ephemeral subscriber, the heartbeat, the sweeper."""
-    subscriber = ChannelSubscription(
-        client=services.redis,
-        channel=services.ephemeral.channel,
-        deliver=EphemeralDelivery(emitter=sio).deliver,
-        name="ephemeral",
-    )
-    presence = services.presence
-    tasks = [
-        asyncio.create_task(subscriber.run(), name="gateway-ephemeral"),
-        asyncio.create_task(presence.run_heartbeat(), name="gateway-presence-heartbeat"),
-        asyncio.create_task(presence.run_sweeper(), name="gateway-presence-sweeper"),
-    ]
-    for task in tasks:
-        task.add_done_callback(_report_task_crash)
-    return tasks
-
-
-async def _stop_ephemeral(
-    tasks: list[asyncio.Task[None]], typing: TypingIndicators, presence: Presence
-) -> None:
-    # Tasks first: a heartbeat after presence.close() would revive this gateway.
-    for task in tasks:
-        task.cancel()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
-            await asyncio.gather(*tasks, return_exceptions=True)
-    # Then tell the others now what they would otherwise learn after the TTL.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
-            await typing.close()
-            await presence.close()
-
-
-def _report_task_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.critical(
-            "%s task died: %r",
-            task.get_name(),
-            task.exception(),
-            extra={"action": "gateway.task_crash"},
-        )

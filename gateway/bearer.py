@@ -6,6 +6,7 @@ from starlette.requests import Request
 
 from gateway.errors import Forbidden, InvalidToken
 from gateway.services import Services
+from persistence.directory import Agent
 from persistence.errors import NotFound
 
 SCHEME = "bearer"  # compared case-insensitively, as RFC 7235 asks
@@ -20,10 +21,26 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request) -> int:
-    """The calling agent's id; :class:`InvalidToken` (401) for a missing, bad or expired token."""
+async def agent_for_token(services: Services, token: object) -> Agent:
+    """The token's agent; :class:`InvalidToken` when the token is bad, expired or revoked.
+
+    Looked up on every use, so ``parley agent revoke`` takes effect at once.
+    """
+    agent_id, version = services.signer.verify_agent(token)
+    try:
+        agent = await services.directory.get_agent(agent_id)
+    except NotFound:
+        raise InvalidToken("the token's agent no longer exists") from None
+    if agent.token_version != version:
+        raise InvalidToken("the token has been revoked")
+    return agent
+
+
+async def authenticate(request: Request) -> int:
+    """The calling agent's id; :class:`InvalidToken` (401) for a missing, bad, expired or
+    revoked token."""
     services: Services = request.state.services
-    return services.signer.verify(bearer_token(request))
+    return (await agent_for_token(services, bearer_token(request))).id
 
 
 async def require_member(services: Services, *, agent_id: int, project_id: int) -> None:
@@ -44,6 +61,6 @@ async def require_member(services: Services, *, agent_id: int, project_id: int) 
 
 async def authorize(request: Request, project_id: int) -> int:
     """:func:`authenticate`, then :func:`require_member`: the agent's id, or 401/403."""
-    agent_id = authenticate(request)
+    agent_id = await authenticate(request)
     await require_member(request.state.services, agent_id=agent_id, project_id=project_id)
     return agent_id

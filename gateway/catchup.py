@@ -1,8 +1,11 @@
 """The catch-up sync request, as the ``sync`` socket event and ``GET …/sync`` take it.
 
-A dashboard that was offline (or whose gateway missed Redis events) sends the
-cursor of its last sync and the last seq it holds per conversation; see
-:meth:`persistence.conversations.Conversations.sync` for the answer.
+A dashboard that was offline (or whose gateway missed Redis events and sent it
+``resync``) sends the cursor of its last sync and the last seq it holds per
+conversation; see :meth:`persistence.conversations.Conversations.sync` for the
+answer. Catch-up pages: while ``hasMore`` is true the client sends the returned
+cursor as ``since`` with the same ``lastSeqs``; such a cursor also carries where
+the walk stands, and is refused if tampered with.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class SyncRequest:
 
 
 def since(value: Any) -> SyncCursor | None:
-    """The ``since`` cursor; absent (or null, or empty) means "the most recent"."""
+    """The ``since`` cursor; absent (or null, or empty) means "from the start"."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):

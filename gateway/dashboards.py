@@ -7,12 +7,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway import catchup, validation
+from gateway.bearer import agent_for_token
 from gateway.clients import AgentClient, ClientRegistry
-from gateway.errors import Forbidden, GatewayError, InvalidToken, Unavailable
+from gateway.errors import Forbidden, GatewayError, Unavailable
 from gateway.fanout import agent_room, project_room
 from gateway.replies import send_reply
 from gateway.services import Services
-from persistence.errors import DatabaseUnavailable, NotFound
+from persistence.errors import DatabaseUnavailable
 
 logger = logging.getLogger("parley.dashboards")
 
@@ -28,15 +29,18 @@ class DashboardHandlers:
         self._services = services
 
     async def connect(self, sid: str, environ: Mapping[str, Any], auth: dict[str, Any]) -> None:
-        services = self._services()
-        agent_id = services.signer.verify(auth.get("token"))
         try:
-            agent = await services.directory.get_agent(agent_id)
-        except NotFound:
-            raise InvalidToken("the token's agent no longer exists") from None
+            agent = await agent_for_token(self._services(), auth.get("token"))
         except DatabaseUnavailable:
             raise Unavailable("the service is temporarily unavailable; retry shortly") from None
-        self._clients.add(sid, AgentClient(agent_id=agent.id, display_name=agent.display_name))
+        self._clients.add(
+            sid,
+            AgentClient(
+                agent_id=agent.id,
+                display_name=agent.display_name,
+                token_version=agent.token_version,
+            ),
+        )
         # Acks for this agent's replies reach every one of its sockets.
         await self._sio.enter_room(sid, agent_room(agent.id))
 
@@ -75,9 +79,10 @@ class DashboardHandlers:
         return {"status": "ok", "roomName": room}
 
     async def sync(self, sid: str, *args: Any) -> dict[str, Any]:
-        """``sync {projectId, since?, lastSeqs?}`` → what changed, as ``GET …/sync`` answers.
+        """``sync {projectId, since?, lastSeqs?}`` → one page of what changed, as ``GET …/sync``.
 
-        See :meth:`persistence.conversations.Conversations.sync` for the body.
+        See :meth:`persistence.conversations.Conversations.sync` for the body and
+        how to page on (while ``hasMore``, ``since`` = the returned ``cursor``).
         """
         client = self._clients.get(sid)
         try:

@@ -4,6 +4,12 @@ Every gateway subscribes to the events channel and emits only to sockets it
 holds (python-socketio's in-memory manager), so a dashboard connected to any
 gateway receives each event exactly once, however many gateways run. The relay
 publishes at least once; ``eventId`` lets this gateway drop a repeat.
+
+When this gateway's subscription was lost and is back, whatever the relay
+published meanwhile reached none of its sockets, and none of them noticed:
+:meth:`Fanout.resync` emits ``resync`` (no payload) to every socket it holds, and
+the clients catch up from the database (a widget with ``identify {lastSeq}``, a
+dashboard with ``sync``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ SEEN_EVENTS = 50_000  # event ids remembered for dropping repeats
 
 FANNED_OUT = Counter("parley_gateway_events_fanned_out_total", "Relayed events emitted")
 REPEATS = Counter("parley_gateway_events_repeated_total", "Relayed events dropped as repeats")
+RESYNCS = Counter(
+    "parley_gateway_resyncs_total", "Times this gateway told its sockets to catch up (resync)"
+)
+RESYNC = "resync"  # the event that tells a client to catch up from the database
 
 
 def visitor_room(project_id: int, visitor_uid: str) -> str:
@@ -95,6 +105,16 @@ class Fanout:
             if self._waiters.get(temp_id) is future:
                 del self._waiters[temp_id]
             future.cancel()
+
+    async def resync(self) -> None:
+        """Tell every socket of this gateway to catch up: events may have been missed."""
+        # No room: with the in-memory manager this reaches exactly this gateway's sockets.
+        await self._emitter.emit(RESYNC)
+        RESYNCS.inc()
+        logger.warning(
+            "fan-out resubscribed; told this gateway's sockets to resync",
+            extra={"action": "fanout.resync"},
+        )
 
     async def deliver(self, raw: str | bytes) -> None:
         try:

@@ -1,4 +1,9 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (every dependency answers)."""
+"""``/healthz`` (the process is up) and ``/readyz`` (every dependency answers).
+
+``/readyz`` also names ``fanout`` while the relayed-events subscription is down:
+Redis may answer a PING while refusing this gateway's SUBSCRIBE (an ACL), and a
+gateway that is not subscribed delivers nothing live.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.services import Services
+from gateway.subscription import ChannelSubscription
 from persistence.database import ping as ping_database
 
 CHECK_TIMEOUT = 2.0  # seconds per dependency
@@ -37,6 +43,9 @@ async def readyz(request: Request) -> Response:
         _check(services.producer.ping),
     )
     failing = {name: error for name, error in zip(names, results, strict=True) if error}
+    subscriber: ChannelSubscription = request.state.subscriber
+    if not subscriber.subscribed.is_set():
+        failing["fanout"] = "not subscribed to the events channel; resubscribing"
     if failing:
         return JSONResponse(
             {

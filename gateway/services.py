@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.ephemeral import EphemeralBus
 from gateway.presence import Presence
-from gateway.ratelimit import RateLimiter
+from gateway.project_cache import ProjectCache
+from gateway.ratelimit import DistinctLimiter, RateLimiter
 from gateway.tokens import TokenSigner
 from persistence.activity import Activity
 from persistence.conversations import Conversations
@@ -24,10 +25,12 @@ class Services:
     redis: aioredis.Redis
     producer: KafkaEventProducer
     directory: Directory
+    projects: ProjectCache  # the directory's projects, cached for connects
     history: History
     activity: Activity
     conversations: Conversations
     limiter: RateLimiter
+    new_visitors: DistinctLimiter  # distinct visitor uids per project and client address
     signer: TokenSigner
     ephemeral: EphemeralBus
     presence: Presence

@@ -1,9 +1,14 @@
-"""A Redis pub/sub subscription that survives Redis restarts.
+"""A Redis pub/sub subscription that survives Redis restarts and refusals.
 
 Both of the gateway's channels use it: relayed events (``gateway.fanout``) and
 ephemeral typing/presence events (``gateway.ephemeral``). Pub/sub is at-most-once,
-so whatever is published while the subscription is being rebuilt is lost;
-clients catch up from the database by seq.
+so whatever is published while the subscription is being rebuilt is lost. That
+is why, once the channel is subscribed again after a loss, ``on_resubscribed``
+runs: the fan-out uses it to tell its sockets to catch up from the database.
+
+Only cancellation ends :meth:`ChannelSubscription.run`. Any other error — a
+dropped connection, a ``NOPERM`` refusal, an unexpected reply — is logged and the
+subscription is rebuilt with backoff.
 """
 
 from __future__ import annotations
@@ -21,11 +26,17 @@ from persistence.backoff import Backoff
 logger = logging.getLogger("parley.subscription")
 
 READ_TIMEOUT = 1.0  # seconds per pubsub read, so cancellation is prompt
+CONFIRM_TIMEOUT = 5.0  # seconds Redis gets to confirm a SUBSCRIBE
 DROPPED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class ChannelSubscription:
-    """Hands every message of ``channel`` to ``deliver``, resubscribing with backoff."""
+    """Hands every message of ``channel`` to ``deliver``, resubscribing with backoff.
+
+    ``subscribed`` is set only while Redis has confirmed the subscription (health
+    checks read it). ``on_resubscribed`` runs after every confirmed subscription
+    that follows a lost one, never after the first.
+    """
 
     def __init__(
         self,
@@ -34,49 +45,67 @@ class ChannelSubscription:
         channel: str,
         deliver: Callable[[str | bytes], Awaitable[None]],
         name: str,
+        on_resubscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
         self._deliver = deliver
         self._name = name
+        self._on_resubscribed = on_resubscribed
+        self._was_subscribed = False  # across restarts of run(), so none is missed
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
         backoff = Backoff()
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
-                self.subscribed.set()
+                await self._subscribe(pubsub)
                 backoff.reset()
-                logger.info(
-                    "subscribed to %s", self._channel, extra={"action": f"{self._name}.subscribed"}
-                )
                 while True:
                     message = await pubsub.get_message(timeout=READ_TIMEOUT)
                     if message is not None and message["type"] == "message":
                         await self._handle(message["data"])
             except asyncio.CancelledError:
                 raise
-            except (
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-                OSError,
-            ) as exc:
-                self.subscribed.clear()
+            except Exception as exc:
                 delay = backoff.next()
-                logger.warning(
-                    "%s subscription lost (%s); resubscribing in %.1fs",
+                dropped = isinstance(exc, DROPPED)
+                logger.log(
+                    logging.WARNING if dropped else logging.ERROR,
+                    "%s subscription lost (%s: %s); resubscribing in %.1fs",
                     self._name,
                     type(exc).__name__,
+                    str(exc)[:200],
                     delay,
                     extra={"action": f"{self._name}.reconnect"},
+                    exc_info=not dropped,
                 )
-                await asyncio.sleep(delay)
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+
+    async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
+        """Subscribe, and return only once Redis confirmed it.
+
+        A refusal raises; no confirmation within :data:`CONFIRM_TIMEOUT` raises
+        TimeoutError. Either way ``run`` backs off and starts again.
+        """
+        await pubsub.subscribe(self._channel)
+        async with asyncio.timeout(CONFIRM_TIMEOUT):
+            while True:
+                # A refusal (NOPERM) is the reply to SUBSCRIBE and raises here. A health
+                # check's pong may come first; no message can, before the subscription.
+                reply = await pubsub.get_message(timeout=READ_TIMEOUT)
+                if reply is not None and reply["type"] == "subscribe":
+                    break
+        self.subscribed.set()
+        logger.info("subscribed to %s", self._channel, extra={"action": f"{self._name}.subscribed"})
+        if self._was_subscribed and self._on_resubscribed is not None:
+            await self._on_resubscribed()
+        self._was_subscribed = True
 
     async def _handle(self, data: str | bytes) -> None:
         try:

@@ -32,9 +32,16 @@ class TokenSigner:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, agent_id: int, *, now: float | None = None) -> str:
+    def issue(self, agent_id: int, *, version: int = 0, now: float | None = None) -> str:
+        """``version`` is the agent's token version: bumping it in the database revokes."""
         issued = int(time.time() if now is None else now)
-        body = {"v": TOKEN_VERSION, "sub": agent_id, "iat": issued, "exp": issued + self._ttl}
+        body = {
+            "v": TOKEN_VERSION,
+            "sub": agent_id,
+            "iat": issued,
+            "exp": issued + self._ttl,
+            "tv": version,
+        }
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return f"{payload}.{self._sign(payload)}"
 
@@ -53,3 +60,15 @@ class TokenSigner:
         if expires < (time.time() if now is None else now):
             raise InvalidToken("token has expired")
         return agent_id
+
+    def verify_agent(self, token: object, *, now: float | None = None) -> tuple[int, int]:
+        """``(agent id, token version)``; the caller compares the version with the agent's."""
+        agent_id = self.verify(token, now=now)
+        assert isinstance(token, str)
+        try:
+            version = json.loads(_unb64(token.split(".")[0])).get("tv", 0)
+        except (ValueError, AttributeError):
+            raise InvalidToken("token is malformed") from None
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidToken("token is malformed")
+        return agent_id, version

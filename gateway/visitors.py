@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 
 from prometheus_client import Counter
 
-from gateway import validation
+from gateway import identity, validation
 from gateway.clients import ClientRegistry, VisitorClient
 from gateway.errors import (
     Forbidden,
@@ -20,6 +20,7 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.fanout import visitor_room
+from gateway.limits import Throttle
 from gateway.services import Services
 from persistence.errors import DatabaseUnavailable, NotFound
 from streams.errors import BrokerUnavailable
@@ -34,27 +35,42 @@ REJECTED = Counter("parley_gateway_messages_rejected_total", "Visitor messages r
 
 
 class VisitorHandlers:
-    """Socket.IO handlers for the widget side."""
+    """Socket.IO handlers for the widget side.
+
+    A socket's visitorUid is bound once, from the connect ``auth`` or by its first
+    ``identify``, and never changes: a uid is a visitor's only credential.
+    """
 
     def __init__(
-        self, *, sio: Any, clients: ClientRegistry, services: Callable[[], Services]
+        self,
+        *,
+        sio: Any,
+        clients: ClientRegistry,
+        services: Callable[[], Services],
+        context_throttle: Throttle,
     ) -> None:
         self._sio = sio
         self._clients = clients
         self._services = services
+        self._context_throttle = context_throttle
 
-    async def connect(self, sid: str, environ: Mapping[str, Any], auth: dict[str, Any]) -> None:
+    async def connect(
+        self, sid: str, environ: Mapping[str, Any], auth: dict[str, Any], *, address: str
+    ) -> None:
         """Admit a widget whose project exists and whose Origin the project allows."""
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        if "visitorUid" in query:
+            # A uid in a URL ends up in proxy and server logs: refuse it loudly.
+            raise InvalidPayload("send visitorUid in the connect auth, never in the URL")
         raw_project = auth.get("projectId", (query.get("projectId") or [None])[0])
-        raw_uid = auth.get("visitorUid", (query.get("visitorUid") or [None])[0])
         if raw_project is None:
             raise InvalidPayload("projectId is required (auth or query string)")
         project_id = validation.project_id(raw_project)
-        uid = validation.visitor_uid(raw_uid) if raw_uid is not None else None
+        raw_uid = auth.get("visitorUid")
+        uid = identity.visitor_uid(raw_uid) if raw_uid is not None else None
         services = self._services()
         try:
-            project = await services.directory.get_project(project_id)
+            project = await services.projects.get(project_id)
         except NotFound:
             raise Forbidden(f"project {project_id} does not exist") from None
         except DatabaseUnavailable:
@@ -62,14 +78,28 @@ class VisitorHandlers:
         origin = environ.get("HTTP_ORIGIN")
         if not project.allows_origin(origin):
             raise Forbidden(f"origin {origin or '(none)'} is not allowed for this project")
-        client = VisitorClient(project_id=project_id, visitor_uid=uid or "", identified=False)
+        if project.require_identity:
+            identity.verify(
+                secret=project.identity_secret, uid=uid, signature=auth.get("visitorSignature")
+            )
+        client = VisitorClient(project_id=project_id, visitor_uid="", address=address)
+        if uid is not None:
+            await self._admit_visitor(client, uid)
         self._clients.add(sid, client)
         if uid is not None:
             await self._bind(sid, client, uid)
 
+    async def _admit_visitor(self, client: VisitorClient, uid: str) -> None:
+        """Each address may bring only so many distinct visitors to a project per window."""
+        retry_after = await self._services().new_visitors.check(
+            f"{client.project_id}:{client.address}", uid
+        )
+        if retry_after:
+            raise RateLimited(
+                "too many new visitors from your address; retry later", retryAfter=retry_after
+            )
+
     async def _bind(self, sid: str, client: VisitorClient, uid: str) -> None:
-        if client.identified and client.visitor_uid != uid:
-            await self._sio.leave_room(sid, visitor_room(client.project_id, client.visitor_uid))
         client.visitor_uid = uid
         client.identified = True
         await self._sio.enter_room(sid, visitor_room(client.project_id, uid))
@@ -83,17 +113,28 @@ class VisitorHandlers:
         return client
 
     async def identify(self, sid: str, *args: Any) -> dict[str, Any]:
-        """``identify {projectId, visitorUid}`` → ``conversationHistory {messages}``."""
+        """``identify {projectId?, visitorUid?, lastSeq?}`` → ``conversationHistory {messages}``.
+
+        Binds the uid when the socket has none yet; never switches it (``forbidden``).
+        """
         try:
             client = self._visitor(sid)
             body = validation.require_object(validation.single_payload(args))
             project_id = validation.project_id(body.get("projectId", client.project_id))
             if project_id != client.project_id:
                 raise Forbidden("projectId differs from the one this socket connected with")
-            uid = validation.visitor_uid(body.get("visitorUid"))
+            raw_uid = body.get("visitorUid")
+            if raw_uid is None and not client.identified:
+                raise InvalidPayload("visitorUid is required")
+            uid = client.visitor_uid if raw_uid is None else identity.visitor_uid(raw_uid)
             last_seq = body.get("lastSeq")
             after = None if last_seq is None else validation.sequence(last_seq, "lastSeq")
-            await self._bind(sid, client, uid)
+            if client.identified:
+                if uid != client.visitor_uid:
+                    raise Forbidden("this connection is bound to another visitorUid")
+            else:
+                await self._admit_visitor(client, uid)
+                await self._bind(sid, client, uid)
             try:
                 # With lastSeq, only what the widget missed; without, the last 50.
                 messages = await self._services().history.visitor_history(
@@ -171,6 +212,11 @@ class VisitorHandlers:
             body = validation.require_object(validation.single_payload(args))
             url = validation.page_url(body.get("currentUrl"))
             title = validation.page_title(body.get("currentTitle"))
+            if url == client.last_context_url:
+                # Each stored change writes a row and reaches every dashboard; a repeat
+                # of the page already stored is worth neither.
+                return {"ok": True, "stored": False}
+            self._context_throttle.check(sid)
             try:
                 conversation = await self._services().activity.update_context(
                     project_id=client.project_id,
@@ -183,6 +229,8 @@ class VisitorHandlers:
         except GatewayError as exc:
             return exc.as_ack()
         # Before the first message there is no conversation to attach the page to.
+        if conversation is not None:
+            client.last_context_url = url
         return {"ok": True, "stored": conversation is not None}
 
     def _identified(self, sid: str) -> VisitorClient:

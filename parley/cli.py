@@ -13,6 +13,7 @@ from parley.logs import configure_logging
 from parley.settings import Settings, SettingsError
 
 T = TypeVar("T")
+REDIS_TIMEOUT = 2.0  # seconds for the revocation notice to be published
 
 
 def _print(data: Any) -> None:
@@ -42,29 +43,101 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_project_create(settings: Settings, args: argparse.Namespace) -> int:
+def _project_json(project: Any) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "origins": list(project.allowed_origins),
+        "identityVerification": project.require_identity,
+    }
+
+
+def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
     from persistence.directory import Directory
 
-    async def work(engine: Any) -> Any:
-        return await Directory(engine=engine).create_project(name=args.name, origins=args.origin)
+    async def work(engine: Any) -> dict[str, Any]:
+        directory = Directory(engine=engine)
+        if args.action == "create":
+            created = await directory.create_project(
+                name=args.name,
+                origins=args.origin,
+                require_identity=args.require_identity_verification,
+            )
+            return _project_json(created)
+        if args.action == "update":
+            if args.require_identity_verification is None:
+                return _project_json(await directory.get_project(args.project))
+            updated = await directory.set_identity_verification(
+                args.project, required=args.require_identity_verification
+            )
+            return _project_json(updated)
+        project = await directory.identity_secret(args.project, rotate=args.rotate)
+        return {
+            "project": project.id,
+            "secret": project.identity_secret,
+            "identityVerification": project.require_identity,
+            "rotated": args.rotate,
+        }
 
-    project = _with_engine(settings, work)
-    _print({"id": project.id, "name": project.name, "origins": list(project.allowed_origins)})
+    _print(_with_engine(settings, work))
     return 0
 
 
-def cmd_agent_create(settings: Settings, args: argparse.Namespace) -> int:
+def _announce(settings: Settings, agent_id: int) -> int | None:
+    """Tell the gateways to re-check the agent's sockets now; None without Redis."""
+    if settings.redis_url is None:
+        return None
+    import redis.asyncio as aioredis
+
+    from gateway.revocation import announce
+
+    async def publish() -> int:
+        assert settings.redis_url is not None
+        client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT)
+        try:
+            return await announce(client, events_channel=settings.events_channel, agent_id=agent_id)
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(publish())
+    except (OSError, ConnectionError) as exc:
+        print(f"parley: could not notify the gateways ({exc})", file=sys.stderr)
+        return None
+    except Exception as exc:  # redis.exceptions.RedisError without importing redis eagerly
+        print(f"parley: could not notify the gateways ({type(exc).__name__})", file=sys.stderr)
+        return None
+
+
+def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.tokens import TokenSigner
     from persistence.directory import Directory
 
-    async def work(engine: Any) -> Any:
-        return await Directory(engine=engine).add_agent(
-            project_id=args.project, email=args.email, display_name=args.name or ""
-        )
+    signer = TokenSigner(secret=settings.secret, ttl=settings.token_ttl)
 
-    agent = _with_engine(settings, work)
-    token = TokenSigner(secret=settings.secret, ttl=settings.token_ttl).issue(agent.id)
-    _print({"id": agent.id, "email": agent.email, "project": args.project, "token": token})
+    async def work(engine: Any) -> dict[str, Any]:
+        directory = Directory(engine=engine)
+        if args.action == "create":
+            agent = await directory.add_agent(
+                project_id=args.project, email=args.email, display_name=args.name or ""
+            )
+            token = signer.issue(agent.id, version=agent.token_version)
+            return {"id": agent.id, "email": agent.email, "project": args.project, "token": token}
+        if args.action == "token":
+            agent = await directory.get_agent(args.agent)
+            return {"agent": agent.id, "token": signer.issue(agent.id, version=agent.token_version)}
+        if args.action == "revoke":
+            agent = await directory.revoke_tokens(args.agent)
+            return {"agent": agent.id, "revoked": True, "tokenVersion": agent.token_version}
+        await directory.get_agent(args.agent)
+        removed = await directory.remove_member(project_id=args.project, agent_id=args.agent)
+        return {"agent": args.agent, "project": args.project, "removed": removed}
+
+    result = _with_engine(settings, work)
+    if args.action in ("revoke", "remove"):
+        # Connected dashboards lose access now; the gateways' periodic re-check is the backstop.
+        result["gatewaysNotified"] = _announce(settings, args.agent)
+    _print(result)
     return 0
 
 
@@ -125,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     create = project.add_parser("create", help="create a project")
     create.add_argument("--name", required=True)
     create.add_argument("--origin", action="append", default=[], help="allowed widget origin")
+    create.add_argument(
+        "--require-identity-verification",
+        action="store_true",
+        help="refuse widgets whose visitorUid the site's backend did not sign",
+    )
+    update = project.add_parser("update", help="change a project's settings")
+    update.add_argument("--project", type=int, required=True)
+    update.add_argument(
+        "--require-identity-verification",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="turn identity verification on (or off with --no-…)",
+    )
+    secret = project.add_parser("secret", help="show (or rotate) the identity-verification secret")
+    secret.add_argument("--project", type=int, required=True)
+    secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
 
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(
         dest="action", required=True
@@ -133,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     agent_create.add_argument("--project", type=int, required=True)
     agent_create.add_argument("--email", required=True)
     agent_create.add_argument("--name", help="display name (default: the email's local part)")
+    agent_token = agent.add_parser("token", help="issue a new token for an agent")
+    agent_token.add_argument("--agent", type=int, required=True)
+    revoke = agent.add_parser("revoke", help="revoke every token the agent holds")
+    revoke.add_argument("--agent", type=int, required=True)
+    remove = agent.add_parser("remove", help="take an agent out of a project")
+    remove.add_argument("--project", type=int, required=True)
+    remove.add_argument("--agent", type=int, required=True)
 
     sub.add_parser("gateway", help="run the Socket.IO + HTTP gateway")
     sub.add_parser("relay", help="run the outbox relay")
@@ -145,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
-    "project": cmd_project_create,
-    "agent": cmd_agent_create,
+    "project": cmd_project,
+    "agent": cmd_agent,
     "gateway": cmd_gateway,
     "relay": cmd_relay,
     "outbox": cmd_outbox,

@@ -74,7 +74,9 @@ def run_local(settings: Settings) -> int:
     try:
         migrate(resolved)
         project, agent = asyncio.run(ensure_demo(resolved))
-        token = TokenSigner(secret=resolved.secret, ttl=resolved.token_ttl).issue(agent.id)
+        token = TokenSigner(secret=resolved.secret, ttl=resolved.token_ttl).issue(
+            agent.id, version=agent.token_version
+        )
         url = f"http://{resolved.host}:{resolved.port}"
         print(
             "\n".join(

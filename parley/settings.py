@@ -7,6 +7,7 @@ exactly once at start-up; nothing else in Parley reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -35,6 +36,17 @@ DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
+# Abuse limits (issue 7). Per client address and per socket ones are kept in each
+# gateway's memory; new visitors are counted in Redis, shared by the gateways.
+DEFAULT_CONNECT_BURST = 60  # connects an address may make at once
+DEFAULT_CONNECT_RATE = 2.0  # connects per second an address regains
+DEFAULT_MAX_SOCKETS_PER_ADDRESS = 100  # open sockets per address per gateway
+DEFAULT_NEW_VISITOR_LIMIT = 20  # distinct visitor uids per address per project per window
+DEFAULT_NEW_VISITOR_WINDOW = 600.0  # seconds
+DEFAULT_SOCKET_EVENT_BURST = 60.0  # event cost units a socket may spend at once
+DEFAULT_SOCKET_EVENT_RATE = 10.0  # cost units per second a socket regains
+DEFAULT_CONTEXT_UPDATES_PER_MINUTE = 10  # stored page changes per visitor socket
+DEFAULT_AGENT_RECHECK_INTERVAL = 30.0  # seconds between re-checks of connected agents
 SECRET_FILE = "secret.key"
 
 
@@ -86,6 +98,16 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
 def _optional(env: Mapping[str, str], key: str) -> str | None:
     value = env.get(key, "").strip()
     return value or None
+
+
+def _networks(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    entries = tuple(part.strip() for part in env.get(key, "").split(",") if part.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"{key}: {entry!r} is not an IP address or network") from None
+    return entries
 
 
 def load_secret(env: Mapping[str, str], data_dir: Path) -> Secret:
@@ -140,6 +162,16 @@ class Settings:
     relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
     relay_metrics_port: int | None = None
     worker_metrics_port: int | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    connect_burst: int = DEFAULT_CONNECT_BURST
+    connect_rate: float = DEFAULT_CONNECT_RATE
+    max_sockets_per_address: int = DEFAULT_MAX_SOCKETS_PER_ADDRESS
+    new_visitor_limit: int = DEFAULT_NEW_VISITOR_LIMIT
+    new_visitor_window: float = DEFAULT_NEW_VISITOR_WINDOW
+    socket_event_burst: float = DEFAULT_SOCKET_EVENT_BURST
+    socket_event_rate: float = DEFAULT_SOCKET_EVENT_RATE
+    context_updates_per_minute: int = DEFAULT_CONTEXT_UPDATES_PER_MINUTE
+    agent_recheck_interval: float = DEFAULT_AGENT_RECHECK_INTERVAL
     log_level: str = "INFO"
 
     @classmethod
@@ -172,6 +204,22 @@ class Settings:
             relay_max_attempts=_int(env, "PARLEY_RELAY_MAX_ATTEMPTS", DEFAULT_RELAY_MAX_ATTEMPTS),
             relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
             worker_metrics_port=_int(env, "PARLEY_WORKER_METRICS_PORT", 0) or None,
+            trusted_proxies=_networks(env, "PARLEY_TRUSTED_PROXIES"),
+            connect_burst=_int(env, "PARLEY_CONNECT_BURST", DEFAULT_CONNECT_BURST),
+            connect_rate=_float(env, "PARLEY_CONNECT_RATE", DEFAULT_CONNECT_RATE),
+            max_sockets_per_address=_int(
+                env, "PARLEY_MAX_SOCKETS_PER_ADDRESS", DEFAULT_MAX_SOCKETS_PER_ADDRESS
+            ),
+            new_visitor_limit=_int(env, "PARLEY_NEW_VISITOR_LIMIT", DEFAULT_NEW_VISITOR_LIMIT),
+            new_visitor_window=_float(env, "PARLEY_NEW_VISITOR_WINDOW", DEFAULT_NEW_VISITOR_WINDOW),
+            socket_event_burst=_float(env, "PARLEY_SOCKET_EVENT_BURST", DEFAULT_SOCKET_EVENT_BURST),
+            socket_event_rate=_float(env, "PARLEY_SOCKET_EVENT_RATE", DEFAULT_SOCKET_EVENT_RATE),
+            context_updates_per_minute=_int(
+                env, "PARLEY_CONTEXT_UPDATES_PER_MINUTE", DEFAULT_CONTEXT_UPDATES_PER_MINUTE
+            ),
+            agent_recheck_interval=_float(
+                env, "PARLEY_AGENT_RECHECK_INTERVAL", DEFAULT_AGENT_RECHECK_INTERVAL
+            ),
             log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
         )
 

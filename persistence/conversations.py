@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence.catchup import Planned, SyncLimits, fill_answer
 from persistence.cursors import PageCursor, SyncCursor
 from persistence.errors import Conflict, NotFound, wrap_errors
 from persistence.models import conversations, messages, visitors
@@ -28,9 +29,9 @@ VISITOR_CONVERSATIONS = 100  # conversations listed on a visitor's page, newest 
 # A commit can become visible after a later-started one, and updated_at is its
 # transaction's start time, so a sync cursor of "now" would skip late commits.
 SYNC_OVERLAP = 10.0  # seconds the next sync looks back before this one's start
-SYNC_MAX_CONVERSATIONS = 100  # conversations per sync; more sets ``hasMore``
 SYNC_HISTORY = 50  # messages sent for a conversation the client does not list
-SYNC_MAX_MESSAGES = 500  # messages per conversation per sync; page on with after_seq
+# A catch-up without ``since`` walks every conversation, newest first.
+SYNC_WALK_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 STATUSES = ("open", "closed")
 
 # seq is gapless per conversation, so "after seq lo, at most hi" is a plain range.
@@ -95,8 +96,9 @@ def _session_metadata(value: Any) -> dict[str, Any] | None:
 class Conversations:
     """Reads and agent-side changes of a project's conversations."""
 
-    def __init__(self, *, engine: AsyncEngine) -> None:
+    def __init__(self, *, engine: AsyncEngine, sync_limits: SyncLimits | None = None) -> None:
         self._engine = engine
+        self._sync_limits = sync_limits or SyncLimits()
 
     async def page(
         self,
@@ -264,50 +266,105 @@ class Conversations:
         since: SyncCursor | None = None,
         last_seqs: Mapping[int, int] | None = None,
     ) -> dict[str, Any]:
-        """What changed at or after ``since`` (or the most recent, without it).
+        """One answer of a paged catch-up: what changed at or after ``since``.
 
-        Returns ``{conversations, messages, cursor, hasMore}``. ``messages`` maps
-        each returned conversation's id (a string) to its messages after
-        ``last_seqs[id]``, or its last :data:`SYNC_HISTORY` when the client does
-        not list it, oldest first. ``cursor`` is this sync's start minus
-        :data:`SYNC_OVERLAP`, so the next sync repeats what changed in that
-        window: clients de-duplicate by conversation id and message id.
-        ``hasMore`` means more than :data:`SYNC_MAX_CONVERSATIONS` changed (the
-        newest are returned): reload the list with :meth:`page`.
+        Returns ``{conversations, messages, cursor, hasMore}``: conversations
+        newest first, and for each its messages after ``last_seqs[id]`` (its last
+        :data:`SYNC_HISTORY` when the client does not list it), oldest first.
+        Each answer stays within :class:`SyncLimits`. While ``hasMore`` is true,
+        call again with ``cursor`` as ``since`` and the same ``last_seqs``: the
+        cursor then holds the keyset position and, when a conversation's
+        messages were cut, that conversation and the seq reached, so the next
+        answer finishes it first. Without ``since`` the walk covers every
+        conversation of the project.
+
+        The last answer's cursor is the first answer's start minus
+        :data:`SYNC_OVERLAP`, so the next catch-up repeats what changed in that
+        window (and whatever changed while paging): clients de-duplicate by
+        conversation id and message id.
         """
         known = last_seqs or {}
+        limits = self._sync_limits
+        resume = since.resume if since is not None else None
         query = _newest_first(_items().where(conversations.c.project_id == project_id))
         if since is not None:
             query = query.where(conversations.c.updated_at >= since.since)
+        if resume is not None:
+            query = query.where(
+                sa.tuple_(conversations.c.updated_at, conversations.c.id)
+                < sa.tuple_(
+                    sa.literal(resume.updated_at, conversations.c.updated_at.type),
+                    sa.literal(resume.id, conversations.c.id.type),
+                )
+            )
         async with wrap_errors(), self._engine.connect() as conn:
             # Read before the query, so the query's snapshot is at least as new.
             started = await conn.scalar(sa.select(sa.func.clock_timestamp()))
-            rows = (await conn.execute(query.limit(SYNC_MAX_CONVERSATIONS + 1))).all()
-            more = len(rows) > SYNC_MAX_CONVERSATIONS
-            rows = rows[:SYNC_MAX_CONVERSATIONS]
-            ranges: dict[str, list[int]] = {"ids": [], "los": [], "his": []}
-            for row in rows:
+            plan: list[tuple[Any, int, int]] = []  # (conversation, after seq, up to seq)
+            if resume is not None and resume.partial_id is not None:
+                head = (
+                    await conn.execute(
+                        _items().where(
+                            conversations.c.id == resume.partial_id,
+                            conversations.c.project_id == project_id,
+                        )
+                    )
+                ).one_or_none()
+                if head is not None:
+                    low = resume.partial_seq or 0
+                    plan.append((head, low, min(head.last_seq, low + limits.messages)))
+            room = limits.conversations - len(plan)
+            rows = (await conn.execute(query.limit(room + 1))).all()
+            more = len(rows) > room
+            for row in rows[:room]:
                 after = known.get(row.id)
                 low = max(0, row.last_seq - SYNC_HISTORY if after is None else after)
-                ranges["ids"].append(row.id)
-                ranges["los"].append(low)
-                ranges["his"].append(min(row.last_seq, low + SYNC_MAX_MESSAGES))
-            found = (await conn.execute(SYNC_MESSAGES, ranges)).all()
-        assert isinstance(started, dt.datetime)
-        uids = {row.id: row.visitor_uid for row in rows}
-        by_conversation: dict[str, list[dict[str, Any]]] = {str(row.id): [] for row in rows}
-        for message in found:
-            by_conversation[str(message.conversation_id)].append(
-                message_shape(
-                    message,
-                    visitor_uid=uids[message.conversation_id],
-                    agent_name=message.display_name,
+                plan.append((row, low, min(row.last_seq, low + limits.messages)))
+            found = (
+                await conn.execute(
+                    SYNC_MESSAGES,
+                    {
+                        "ids": [row.id for row, _, _ in plan],
+                        "los": [low for _, low, _ in plan],
+                        "his": [high for _, _, high in plan],
+                    },
                 )
+            ).all()
+        assert isinstance(started, dt.datetime)
+        plan_uids = {row.id: row.visitor_uid for row, _, _ in plan}
+        next_since = resume.next_since if resume else started - dt.timedelta(seconds=SYNC_OVERLAP)
+        shaped: dict[int, list[dict[str, Any]]] = {}
+        for message in found:
+            visitor_uid = plan_uids[message.conversation_id]
+            shaped.setdefault(message.conversation_id, []).append(
+                message_shape(message, visitor_uid=visitor_uid, agent_name=message.display_name)
             )
-        cursor = SyncCursor(since=started - dt.timedelta(seconds=SYNC_OVERLAP))
+        answer, cut = fill_answer(
+            [
+                Planned(
+                    item=_item(row),
+                    key=(row.updated_at, row.id),
+                    after=low,
+                    up_to=high,
+                    last_seq=row.last_seq,
+                    messages=shaped.get(row.id, []),
+                )
+                for row, low, high in plan
+            ],
+            limits=limits,
+            resume=resume,
+            more=more,
+            next_since=next_since,
+        )
+        if cut is None:
+            cursor = SyncCursor(since=next_since)
+        else:
+            cursor = SyncCursor(
+                since=since.since if since is not None else SYNC_WALK_START, resume=cut
+            )
         return {
-            "conversations": [_item(row) for row in rows],
-            "messages": by_conversation,
+            "conversations": answer.conversations,
+            "messages": answer.messages,
             "cursor": cursor.encode(),
-            "hasMore": more,
+            "hasMore": cut is not None,
         }

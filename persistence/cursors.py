@@ -6,6 +6,8 @@ its fields may change, and a cursor of one kind is refused by the other.
 - A page cursor is the last row's sort key ``(updated_at, id)``: the next page
   starts strictly after it (keyset pagination, stable while rows are added).
 - A sync cursor is a point in time: the next sync returns what changed at or after it.
+  While a catch-up is paged it also carries a :class:`SyncResume`: where the
+  next answer continues (see ``persistence.conversations``).
 """
 
 from __future__ import annotations
@@ -55,17 +57,76 @@ class SyncCursor:
     """The time from which the next catch-up sync looks for changes."""
 
     since: dt.datetime
+    resume: SyncResume | None = None  # set while a catch-up is being paged
 
     def encode(self) -> str:
-        return _encode({"k": SYNC_KIND, "s": self.since.isoformat()})
+        body: dict[str, Any] = {"k": SYNC_KIND, "s": self.since.isoformat()}
+        if self.resume is not None:
+            body["r"] = self.resume.body()
+        return _encode(body)
 
     @classmethod
     def decode(cls, text: str) -> SyncCursor:
         body = _decode(text, SYNC_KIND)
         try:
-            return cls(since=_timestamp(body["s"]))
+            resume = SyncResume.from_body(body["r"]) if "r" in body else None
+            return cls(since=_timestamp(body["s"]), resume=resume)
         except (KeyError, TypeError, ValueError):
             raise InvalidCursor("cursor is invalid") from None
+
+
+# --- Sync paging: the continuation a paged catch-up carries between answers. ---
+
+MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
+MAX_SEQ = 2**31 - 1  # seq is a PostgreSQL integer
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SyncResume:
+    """Where the next answer of a paged catch-up starts.
+
+    ``updated_at``/``id`` is the keyset position: the next conversations come
+    strictly after it, newest first. ``partial_id``/``partial_seq`` name a
+    conversation whose messages were cut at that seq; the next answer finishes
+    it first. ``next_since`` is the cursor the last answer hands back: the first
+    answer's start minus the overlap, so what changed while paging comes again.
+    """
+
+    next_since: dt.datetime
+    updated_at: dt.datetime
+    id: int
+    partial_id: int | None = None
+    partial_seq: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "n": self.next_since.isoformat(),
+            "u": self.updated_at.isoformat(),
+            "i": self.id,
+        }
+        if self.partial_id is not None:
+            body["c"] = self.partial_id
+            body["q"] = self.partial_seq
+        return body
+
+    @classmethod
+    def from_body(cls, body: Any) -> SyncResume:
+        if not isinstance(body, dict):
+            raise TypeError("resume is not an object")
+        partial_id = body.get("c")
+        return cls(
+            next_since=_timestamp(body["n"]),
+            updated_at=_timestamp(body["u"]),
+            id=_bounded(body["i"], 1, MAX_ROW_ID),
+            partial_id=None if partial_id is None else _bounded(partial_id, 1, MAX_ROW_ID),
+            partial_seq=None if partial_id is None else _bounded(body["q"], 0, MAX_SEQ),
+        )
+
+
+def _bounded(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError("integer out of range")
+    return value
 
 
 def _encode(body: dict[str, Any]) -> str:

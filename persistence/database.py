@@ -12,17 +12,27 @@ from persistence.errors import DatabaseUnavailable, wrap_errors
 
 POOL_SIZE = 10  # connections
 POOL_OVERFLOW = 10  # connections
+# A request waits this long for a pooled connection, then gets DatabaseUnavailable
+# (503 / `unavailable`) instead of hanging behind a flood.
+POOL_TIMEOUT = 3.0  # seconds
 CONNECT_TIMEOUT = 5.0  # seconds
 COMMAND_TIMEOUT = 30.0  # seconds
 PING_TIMEOUT = 2.0  # seconds
 
 
-def create_engine(database_url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = POOL_OVERFLOW,
+    pool_timeout: float = POOL_TIMEOUT,
+) -> AsyncEngine:
     """An async engine on asyncpg; pre-ping drops connections a restart killed."""
     return create_async_engine(
         to_asyncpg_url(database_url),
         pool_size=pool_size,
-        max_overflow=POOL_OVERFLOW,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT},
     )

@@ -25,6 +25,9 @@ projects = sa.Table(
     # Empty means "any origin": the widget may be embedded anywhere.
     sa.Column("allowed_origins", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    # The key the site's backend signs visitor uids with (identity verification).
+    sa.Column("identity_secret", sa.Text, nullable=True),
+    sa.Column("require_identity", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 agents = sa.Table(
@@ -34,6 +37,8 @@ agents = sa.Table(
     sa.Column("email", sa.Text, nullable=False, unique=True),
     sa.Column("display_name", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    # Tokens carry the version they were issued under; bumping it revokes them all.
+    sa.Column("token_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 project_members = sa.Table(

@@ -33,7 +33,10 @@ CONTEXT_UPDATED = "context.updated"
 
 
 class PublishUnavailable(PersistenceError):
-    """The publish target is unreachable; the whole batch is retried later, uncounted."""
+    """The publish target is unreachable or refuses every publish alike (an outage).
+
+    The whole batch is retried later, uncounted against its rows.
+    """
 
 
 class Publisher(Protocol):

@@ -31,11 +31,23 @@ RELAYED = Counter("parley_relay_published_total", "Outbox events published to Re
 FAILED = Counter("parley_relay_publish_failures_total", "Outbox rows whose publish failed")
 PARKED = Counter("parley_relay_parked_total", "Outbox rows parked after repeated failures")
 PENDING = Gauge("parley_relay_outbox_pending", "Unpublished, unparked outbox rows")
+OUTAGES = Counter(
+    "parley_relay_outage_rounds_total",
+    "Relay rounds abandoned because PostgreSQL or Redis was unavailable (retried, uncounted)",
+    ["service"],
+)
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
 
 
 class RedisPublisher:
-    """Publishes to one Redis channel; connection trouble becomes PublishUnavailable."""
+    """Publishes to one Redis channel; any Redis error becomes PublishUnavailable.
+
+    A PUBLISH fails for reasons of Redis, never of the row: a dropped connection,
+    but also a refusal that holds for every row alike (``NOPERM`` from an ACL,
+    ``READONLY`` from a replica, ``OOM``, ``LOADING``). Counting those against
+    each row would park a whole healthy backlog, so the relay treats every one
+    of them as an outage: it backs off and retries the batch, uncounted.
+    """
 
     def __init__(self, *, client: aioredis.Redis, channel: str) -> None:
         self._client = client
@@ -44,8 +56,9 @@ class RedisPublisher:
     async def publish(self, message: str) -> None:
         try:
             await self._client.publish(self._channel, message)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            raise PublishUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        except (redis.exceptions.RedisError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            raise PublishUnavailable(f"redis unavailable: {reason}") from exc
 
 
 class OutboxRelay:
@@ -98,6 +111,9 @@ class OutboxRelay:
                     self._publisher, batch_size=self._batch_size, max_attempts=self._max_attempts
                 )
             except (DatabaseUnavailable, PublishUnavailable) as exc:
+                OUTAGES.labels(
+                    service="redis" if isinstance(exc, PublishUnavailable) else "postgres"
+                ).inc()
                 delay = backoff.next()
                 logger.warning(
                     "relay round failed (%s); retrying in %.1fs",

@@ -67,12 +67,15 @@ async def visitor(
     headers: dict[str, str] | None = None,
     identify: bool = True,
     last_seq: int | None = None,
+    auth: dict[str, Any] | None = None,
 ) -> Recorder:
+    """A widget; its uid (a UUID) travels in the connect auth, never in the URL."""
     client = socketio.AsyncClient(reconnection=False)
     recorder = Recorder(client, VISITOR_EVENTS)
-    auth: dict[str, Any] = {"projectId": project_id}
-    if visitor_uid is not None:
-        auth["visitorUid"] = visitor_uid
+    if auth is None:
+        auth = {"projectId": project_id}
+        if visitor_uid is not None:
+            auth["visitorUid"] = visitor_uid
     await client.connect(url, auth=auth, headers=headers or {}, transports=["websocket"])
     if identify and visitor_uid is not None:
         hello: dict[str, Any] = {"projectId": project_id, "visitorUid": visitor_uid}

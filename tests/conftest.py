@@ -52,6 +52,11 @@ def settings(services: ServiceSet, database_url: str, tmp_path: Path) -> Setting
         topic_partitions=4,
         fetch_wait_ms=services.fetch_wait_ms,
         relay_poll_interval=0.5,
+        # Every test client comes from 127.0.0.1: the per-address limits are lifted
+        # here and set low in the tests that exercise them.
+        connect_burst=10_000,
+        max_sockets_per_address=10_000,
+        new_visitor_limit=10_000,
     )
 
 

@@ -22,7 +22,8 @@ def incoming(
 
 
 def uid() -> str:
-    return f"visitor-{uuid.uuid4().hex[:10]}"
+    """A visitorUid as the widget makes it: a random UUID v4."""
+    return str(uuid.uuid4())
 
 
 async def project_with_agent(

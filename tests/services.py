@@ -118,4 +118,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PARLEY_PRESENCE_TTL": str(settings.presence_ttl),
         "PARLEY_TYPING_TIMEOUT": str(settings.typing_timeout),
         "PARLEY_LOG_LEVEL": settings.log_level,
+        "PARLEY_CONNECT_BURST": str(settings.connect_burst),
+        "PARLEY_CONNECT_RATE": str(settings.connect_rate),
+        "PARLEY_MAX_SOCKETS_PER_ADDRESS": str(settings.max_sockets_per_address),
+        "PARLEY_NEW_VISITOR_LIMIT": str(settings.new_visitor_limit),
+        "PARLEY_NEW_VISITOR_WINDOW": str(settings.new_visitor_window),
+        "PARLEY_SOCKET_EVENT_BURST": str(settings.socket_event_burst),
+        "PARLEY_SOCKET_EVENT_RATE": str(settings.socket_event_rate),
+        "PARLEY_CONTEXT_UPDATES_PER_MINUTE": str(settings.context_updates_per_minute),
+        "PARLEY_AGENT_RECHECK_INTERVAL": str(settings.agent_recheck_interval),
     }

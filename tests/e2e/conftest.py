@@ -12,8 +12,9 @@ from tests.servers import Cluster, create_topics
 
 @pytest.fixture
 def e2e_settings(settings: Settings) -> Settings:
-    # Bulk tests send more than a visitor's default 30 per minute.
-    return settings.replace(rate_limit_count=10_000)
+    # Bulk tests send more than a visitor's default 30 per minute, and faster than a
+    # socket's default event budget.
+    return settings.replace(rate_limit_count=10_000, socket_event_burst=10_000.0)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.tokens import TokenSigner
 from parley.embedded import free_port
 from parley.settings import Settings
+from persistence.catchup import SYNC_MAX_CONVERSATIONS, SYNC_MAX_MESSAGES
 from persistence.directory import Directory, Project
 from persistence.models import conversations, outbox
 from persistence.store import MessageStore
@@ -312,6 +313,60 @@ async def test_sync_socket_event(
             assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload", bad
     finally:
         await dash.close()
+
+
+async def test_sync_pages_alike_over_the_socket_and_http(
+    api: httpx.AsyncClient,
+    gateway_url: str,
+    agent_token: str,
+    store: MessageStore,
+    project: Project,
+) -> None:
+    """121 changed conversations, one longer than an answer holds: the same answers either way.
+
+    The long one is the newest: the first answer is its first 200 messages; the
+    second finishes it and starts on the others, 50 conversations at most.
+    """
+    await store.append([incoming(project.id, uid(), f"m{i}") for i in range(120)])
+    chatty = await seed(store, project.id, uid(), count=SYNC_MAX_MESSAGES + 20)
+    last_seqs = {str(chatty): 0}
+
+    async def by_socket(dash: clients.Recorder) -> list[dict[str, Any]]:
+        answers, since = [], None
+        while True:
+            body: dict[str, Any] = {"projectId": project.id, "lastSeqs": last_seqs}
+            if since:
+                body["since"] = since
+            answers.append(await dash.call("sync", body))
+            since = answers[-1]["cursor"]
+            if not answers[-1]["hasMore"]:
+                return answers
+
+    async def by_http() -> list[dict[str, Any]]:
+        answers, since = [], None
+        while True:
+            params = {"last_seqs": f"{chatty}:0", **({"since": since} if since else {})}
+            response = await api.get(f"/api/projects/{project.id}/sync", params=params)
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+            since = answers[-1]["cursor"]
+            if not answers[-1]["hasMore"]:
+                return answers
+
+    dash = await clients.dashboard(gateway_url, agent_token, project.id)
+    try:
+        socket_answers = await by_socket(dash)
+    finally:
+        await dash.close()
+    http_answers = await by_http()
+    for answers in (socket_answers, http_answers):
+        assert [a["hasMore"] for a in answers] == [True, True, True, False]
+        assert all(len(a["conversations"]) <= SYNC_MAX_CONVERSATIONS for a in answers)
+        ids = [m["id"] for a in answers for listed in a["messages"].values() for m in listed]
+        assert len(ids) == len(set(ids)) == 120 + SYNC_MAX_MESSAGES + 20
+    assert [[c["id"] for c in a["conversations"]] for a in socket_answers] == [
+        [c["id"] for c in a["conversations"]] for a in http_answers
+    ]
 
 
 async def test_a_dead_database_is_503(

@@ -8,6 +8,7 @@ from gateway.tokens import TokenSigner
 from parley.settings import Secret, Settings
 from persistence.directory import Directory, Project
 from tests import clients
+from tests.factories import uid
 
 
 async def test_member_joins_its_project_room(
@@ -46,7 +47,7 @@ async def test_malformed_join_payloads_get_an_error_ack(gateway_url: str, agent_
 
 
 async def test_visitor_cannot_join_a_project_room(gateway_url: str, project: Project) -> None:
-    visitor = await clients.visitor(gateway_url, project.id, "someone")
+    visitor = await clients.visitor(gateway_url, project.id, uid())
     assert await visitor.call("joinProjectRoom", {"projectId": project.id}) == {
         "status": "error",
         "message": "Forbidden",

@@ -59,3 +59,10 @@ def test_recent_ids_forget_the_oldest() -> None:
     assert seen.add(1) and seen.add(2) and not seen.add(1)
     assert seen.add(3)
     assert seen.add(1)
+
+
+async def test_resync_reaches_every_socket_without_payload() -> None:
+    emitter = RecordingEmitter()
+    await Fanout(emitter=emitter).resync()
+    # No room: python-socketio's in-memory manager sends it to this gateway's sockets only.
+    assert emitter.emitted == [("resync", None, None)]

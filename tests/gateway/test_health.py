@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -11,11 +13,27 @@ from parley.settings import Settings
 from tests.servers import gateway_in_process
 
 
+async def until_failing(
+    client: httpx.AsyncClient, failing: list[str], timeout: float = 20.0
+) -> None:
+    """Until /readyz names exactly ``failing`` (200 when empty); fail loudly on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await client.get("/readyz")
+        named = answer.json().get("failing", [])
+        if named == failing and answer.status_code == (503 if failing else 200):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/readyz answered {answer.status_code} {answer.json()}")
+        await asyncio.sleep(0.05)
+
+
 async def test_healthz_and_readyz(gateway_url: str) -> None:
     async with httpx.AsyncClient(base_url=gateway_url) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
+        # Ready once the fan-out subscription is confirmed, moments after startup.
+        await until_failing(client, [])
         ready = await client.get("/readyz")
-        assert ready.status_code == 200
         assert ready.json() == {"status": "ready"}
         metrics = await client.get("/metrics")
         assert "parley_gateway_sockets" in metrics.text
@@ -31,13 +49,15 @@ async def test_readyz_names_redis_when_it_stops_and_recovers(
             gateway_in_process(settings.replace(redis_url=redis_server.url)) as url,
             httpx.AsyncClient(base_url=url, timeout=10) as client,
         ):
-            assert (await client.get("/readyz")).status_code == 200
+            await until_failing(client, [])
             redis_server.stop()
             down = await client.get("/readyz")
             assert down.status_code == 503
-            assert down.json()["failing"] == ["redis"]
+            assert "redis" in down.json()["failing"]
+            # The fan-out subscription notices within a read timeout.
+            await until_failing(client, ["fanout", "redis"])
             assert (await client.get("/healthz")).status_code == 200
             redis_server.start()
-            assert (await client.get("/readyz")).status_code == 200
+            await until_failing(client, [])
     finally:
         redis_server.stop()

@@ -1,12 +1,21 @@
-"""Real-time delivery resumes by itself after Redis restarts (no gateway restart)."""
+"""Real-time delivery resumes by itself after Redis restarts or refusals (no gateway restart).
+
+After every lost-and-back fan-out subscription the gateway emits ``resync`` to
+its sockets, and ``/readyz`` names ``fanout`` while the subscription is down.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from parley.embedded import EmbeddedRedis
@@ -45,6 +54,31 @@ async def publish_until_received(
         await asyncio.sleep(0.2)
 
 
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    """Wait for ``check()``; fail loudly on timeout."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def resyncs_of(dash: clients.Recorder) -> list[tuple[Any, ...]]:
+    """Record the dashboard's ``resync`` events (with whatever arguments they carry)."""
+    received: list[tuple[Any, ...]] = []
+
+    async def handle(*args: Any) -> None:
+        received.append(args)
+
+    dash.client.on("resync", handle)
+    return received
+
+
+async def readiness(http: httpx.AsyncClient) -> tuple[int, list[str]]:
+    answer = await http.get("/readyz")
+    return answer.status_code, answer.json().get("failing", [])
+
+
 async def test_fanout_resubscribes_after_a_redis_restart(
     settings: Settings, project: Project, agent_token: str, tmp_path: Path
 ) -> None:
@@ -54,11 +88,13 @@ async def test_fanout_resubscribes_after_a_redis_restart(
     try:
         async with gateway_in_process(own) as url:
             dash = await clients.dashboard(url, agent_token, project.id)
+            resyncs = resyncs_of(dash)
             publisher = aioredis.Redis.from_url(redis_server.url)
             await publish_until_received(
                 publisher, own.events_channel, relayed(1, project.id), dash, 1
             )
             await publisher.aclose()
+            assert resyncs == []
 
             redis_server.restart()
 
@@ -69,6 +105,126 @@ async def test_fanout_resubscribes_after_a_redis_restart(
             await publisher.aclose()
             # Republished copies of an event are emitted once: the gateway drops repeats.
             assert [m["seq"] for m in dash.payloads("newMessage")] == [1, 2]
+            # The subscription was lost once and is back: one resync, without payload.
+            await until(lambda: _true(resyncs), "resync")
+            assert resyncs == [()]
             await dash.close()
     finally:
         redis_server.stop()
+
+
+async def _true(items: list[Any]) -> bool:
+    return bool(items)
+
+
+async def test_a_refused_subscription_is_retried_reported_and_then_resyncs(
+    settings: Settings,
+    project: Project,
+    agent_token: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A NOPERM is not a dropped connection, yet the loop must survive it too."""
+    redis_server = EmbeddedRedis(workdir=tmp_path / "redis")
+    redis_server.start()
+    own = settings.replace(redis_url=redis_server.url)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    caplog.set_level(logging.WARNING, logger="parley.subscription")
+    try:
+        async with (
+            gateway_in_process(own) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as http,
+        ):
+
+            async def ready() -> bool:
+                return await readiness(http) == (200, [])
+
+            await until(ready, "the gateway to be ready")
+            dash = await clients.dashboard(url, agent_token, project.id)
+            resyncs = resyncs_of(dash)
+
+            # Redis still answers PING, but refuses this gateway's SUBSCRIBE.
+            await admin.execute_command("ACL", "SETUSER", "default", "-subscribe", "-psubscribe")
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+            async def fanout_down() -> bool:
+                return await readiness(http) == (503, ["fanout"])
+
+            await until(fanout_down, "/readyz to name fanout")
+
+            def refusals() -> int:
+                return sum(
+                    "NoPermissionError" in r.getMessage()
+                    for r in caplog.records
+                    if getattr(r, "action", None) == "fanout.reconnect"
+                )
+
+            async def retried() -> bool:
+                return refusals() >= 2
+
+            await until(retried, "two refused attempts, logged")
+            assert (await http.get("/healthz")).status_code == 200
+            assert resyncs == []
+
+            await admin.execute_command("ACL", "SETUSER", "default", "+@all")
+            await until(ready, "/readyz to recover")
+            await until(lambda: _true(resyncs), "resync")
+            await publish_until_received(admin, own.events_channel, relayed(7, project.id), dash, 1)
+            assert resyncs == [()]
+            await dash.close()
+    finally:
+        await admin.aclose()
+        redis_server.stop()
+
+
+async def test_only_the_gateway_that_lost_its_subscription_sends_resync(
+    settings: Settings, project: Project, agent_token: str, tmp_path: Path
+) -> None:
+    """Each gateway tells only its own sockets; the other's never missed anything."""
+    redis_server = EmbeddedRedis(workdir=tmp_path / "redis")
+    redis_server.start()
+    own = settings.replace(redis_url=redis_server.url)
+    admin = aioredis.Redis.from_url(redis_server.url)
+
+    async def subscribers() -> set[str]:
+        return {c["id"] for c in await admin.client_list(_type="pubsub")}
+
+    try:
+        async with (
+            gateway_in_process(own) as url_a,
+            httpx.AsyncClient(base_url=url_a, timeout=10) as http_a,
+        ):
+
+            async def a_ready() -> bool:
+                return await readiness(http_a) == (200, [])
+
+            await until(a_ready, "gateway A to be ready")
+            await until(lambda: _has(subscribers(), 2), "A's two subscriptions")
+            gateway_a = await subscribers()
+            async with (
+                gateway_in_process(own) as url_b,
+                httpx.AsyncClient(base_url=url_b, timeout=10) as http_b,
+            ):
+
+                async def b_ready() -> bool:
+                    return await readiness(http_b) == (200, [])
+
+                await until(b_ready, "gateway B to be ready")
+                dash_a = await clients.dashboard(url_a, agent_token, project.id)
+                dash_b = await clients.dashboard(url_b, agent_token, project.id)
+                resyncs_a, resyncs_b = resyncs_of(dash_a), resyncs_of(dash_b)
+                for client_id in gateway_a:
+                    await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+                await until(lambda: _true(resyncs_a), "resync on gateway A's dashboard")
+                await asyncio.sleep(0.5)  # what B would have sent by now
+                assert resyncs_a == [()]
+                assert resyncs_b == []
+                await dash_a.close()
+                await dash_b.close()
+    finally:
+        await admin.aclose()
+        redis_server.stop()
+
+
+async def _has(ids: Awaitable[set[str]], count: int) -> bool:
+    return len(await ids) >= count

@@ -24,13 +24,13 @@ def message(content: object = "hello", **extra: object) -> dict[str, object]:
 
 
 async def test_unknown_project_is_refused(gateway_url: str) -> None:
-    error = await clients.refused(gateway_url, auth={"projectId": 987654, "visitorUid": "v"})
+    error = await clients.refused(gateway_url, auth={"projectId": 987654, "visitorUid": uid()})
     assert error["code"] == "forbidden"
     assert "does not exist" in error["message"]
 
 
 async def test_malformed_project_id_is_refused(gateway_url: str) -> None:
-    error = await clients.refused(gateway_url, auth={"projectId": "abc", "visitorUid": "v"})
+    error = await clients.refused(gateway_url, auth={"projectId": "abc", "visitorUid": uid()})
     assert error["code"] == "invalid_payload"
 
 
@@ -182,7 +182,8 @@ async def test_dead_broker_gives_a_clear_error_and_the_gateway_lives_on(
     own = settings.replace(kafka_bootstrap_servers=broker.url)
     try:
         async with gateway_in_process(own) as url:
-            client = await clients.visitor(url, project.id, uid())
+            visitor_uid = uid()
+            client = await clients.visitor(url, project.id, visitor_uid)
             assert (await client.call("sendMessage", message()))["ok"] is True
             broker.kill()
             ack = await client.call("sendMessage", message(), timeout=30)
@@ -190,9 +191,8 @@ async def test_dead_broker_gives_a_clear_error_and_the_gateway_lives_on(
             assert ack["error"]["code"] == "unavailable"
             assert "retry" in ack["error"]["message"]
             # Still serving: history works while the broker is down.
-            assert await client.call("identify", {"projectId": project.id, "visitorUid": "v2"}) == {
-                "ok": True
-            }
+            hello = {"projectId": project.id, "visitorUid": visitor_uid}
+            assert await client.call("identify", hello) == {"ok": True}
             await client.close()
     finally:
         broker.stop()

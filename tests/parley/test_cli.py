@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from gateway.tokens import TokenSigner
 from parley.embedded import free_port
 from parley.settings import Settings
 from tests.services import ServiceSet, settings_env
@@ -87,3 +89,62 @@ def test_missing_url_for_a_process_is_one_sentence(tmp_path: Path) -> None:
     result = parley(None, "relay", PARLEY_DATA_DIR=str(tmp_path))
     assert result.returncode == 2
     assert "DATABASE_URL is not set" in result.stderr
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_identity_verification_commands(settings: Settings) -> None:
+    created = _json(
+        parley(settings, "project", "create", "--name", "V", "--require-identity-verification")
+    )
+    assert created["identityVerification"] is True
+    project = str(created["id"])
+    shown = _json(parley(settings, "project", "secret", "--project", project))
+    assert len(shown["secret"]) == 64 and shown["rotated"] is False
+    assert (
+        _json(parley(settings, "project", "secret", "--project", project))["secret"]
+        == (shown["secret"])
+    )
+    rotated = _json(parley(settings, "project", "secret", "--project", project, "--rotate"))
+    assert rotated["rotated"] is True and rotated["secret"] != shown["secret"]
+    off = parley(
+        settings, "project", "update", "--project", project, "--no-require-identity-verification"
+    )
+    assert _json(off)["identityVerification"] is False
+    plain = _json(parley(settings, "project", "create", "--name", "P"))
+    assert plain["identityVerification"] is False
+    on = parley(
+        settings,
+        "project",
+        "update",
+        "--project",
+        str(plain["id"]),
+        "--require-identity-verification",
+    )
+    assert _json(on)["identityVerification"] is True
+    missing = parley(settings, "project", "secret", "--project", "4242")
+    assert missing.returncode == 1 and "4242 does not exist" in missing.stderr
+
+
+async def test_agent_revoke_remove_and_token(settings: Settings) -> None:
+    project = str(_json(parley(settings, "project", "create", "--name", "A"))["id"])
+    agent = _json(parley(settings, "agent", "create", "--project", project, "--email", "a@b.c"))
+    agent_id = str(agent["id"])
+    signer = TokenSigner(secret=settings.secret, ttl=settings.token_ttl)
+    assert signer.verify_agent(agent["token"]) == (agent["id"], 0)
+
+    revoked = _json(parley(settings, "agent", "revoke", "--agent", agent_id))
+    assert revoked["revoked"] is True and revoked["tokenVersion"] == 1
+    assert revoked["gatewaysNotified"] == 0  # published; no gateway runs in this test
+    fresh = _json(parley(settings, "agent", "token", "--agent", agent_id))
+    assert signer.verify_agent(fresh["token"]) == (agent["id"], 1)
+
+    removed = _json(parley(settings, "agent", "remove", "--project", project, "--agent", agent_id))
+    assert removed["removed"] is True
+    again = _json(parley(settings, "agent", "remove", "--project", project, "--agent", agent_id))
+    assert again["removed"] is False
+    unknown = parley(settings, "agent", "revoke", "--agent", "4242")
+    assert unknown.returncode == 1 and "agent 4242 does not exist" in unknown.stderr

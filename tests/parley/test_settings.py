@@ -53,3 +53,23 @@ def test_require_names_the_missing_url(tmp_path: Path) -> None:
 def test_only_postgres_urls() -> None:
     with pytest.raises(SettingsError):
         to_asyncpg_url("mysql://x/y")
+
+
+def test_abuse_limits_and_trusted_proxies(tmp_path: Path) -> None:
+    base = {"PARLEY_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).trusted_proxies == ()
+    custom = Settings.from_env(
+        {
+            **base,
+            "PARLEY_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.4,::1",
+            "PARLEY_CONNECT_BURST": "7",
+            "PARLEY_NEW_VISITOR_LIMIT": "3",
+            "PARLEY_SOCKET_EVENT_RATE": "0.5",
+            "PARLEY_AGENT_RECHECK_INTERVAL": "2",
+        }
+    )
+    assert custom.trusted_proxies == ("10.0.0.0/8", "192.168.1.4", "::1")
+    assert custom.connect_burst == 7 and custom.new_visitor_limit == 3
+    assert custom.socket_event_rate == 0.5 and custom.agent_recheck_interval == 2.0
+    with pytest.raises(SettingsError, match="PARLEY_TRUSTED_PROXIES"):
+        Settings.from_env({**base, "PARLEY_TRUSTED_PROXIES": "proxy.example"})

@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.conversations import SYNC_HISTORY, SYNC_MAX_CONVERSATIONS, Conversations
+from persistence.catchup import SYNC_MAX_CONVERSATIONS
+from persistence.conversations import SYNC_HISTORY, Conversations
 from persistence.cursors import InvalidCursor, PageCursor, SyncCursor
 from persistence.directory import Directory, Project
 from persistence.errors import Conflict, NotFound

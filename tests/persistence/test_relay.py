@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.embedded import EmbeddedRedis
 from parley.settings import Settings
 from persistence.directory import Directory
+from persistence.models import outbox
 from persistence.outbox import Outbox
 from persistence.relay import OutboxRelay, RedisPublisher
 from persistence.store import MessageStore
@@ -118,4 +121,56 @@ async def test_relay_survives_a_redis_restart_without_losing_events(
         assert await Outbox(engine=engine).parked() == []
     finally:
         await client.aclose()
+        redis_server.stop()
+
+
+def redis_outages() -> float:
+    sample = REGISTRY.get_sample_value("parley_relay_outage_rounds_total", {"service": "redis"})
+    return sample or 0.0
+
+
+async def test_a_redis_refusing_every_publish_is_an_outage_not_a_fault_of_each_row(
+    settings: Settings, engine: AsyncEngine, directory: Directory, tmp_path: Path
+) -> None:
+    """NOPERM on PUBLISH (an ACL) holds for every row: back off, count nothing, park nothing."""
+    assert settings.database_url
+    redis_server = EmbeddedRedis(workdir=tmp_path / "redis")
+    redis_server.start()
+    admin = aioredis.Redis.from_url(redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=1, socket_connect_timeout=1)
+    publisher = RecordingRedisPublisher(client=client, channel="events")
+    max_attempts = 2
+    relay = OutboxRelay(
+        outbox=Outbox(engine=engine),
+        publisher=publisher,
+        database_url=settings.database_url,
+        poll_interval=0.2,
+        batch_size=50,
+        max_attempts=max_attempts,
+    )
+    project = await directory.create_project(name="p")
+    store = MessageStore(engine=engine)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "default", "-publish")
+        async with running(relay):
+            visitor = uid()
+            await store.append([incoming(project.id, visitor, f"m{i}") for i in range(5)])
+            # Backoff 0.1 + 0.2 + 0.4 + 0.8 s: at least three refused rounds, more than
+            # max_attempts, so counting them against rows would have parked every one.
+            outages = redis_outages()
+            await asyncio.sleep(2.0)
+            assert redis_outages() >= outages + 3
+            assert publisher.accepted == []
+            async with engine.connect() as conn:
+                rows = (await conn.execute(sa.select(outbox.c.attempts, outbox.c.parked_at))).all()
+            assert [(r.attempts, r.parked_at) for r in rows] == [(0, None)] * 5
+            await admin.execute_command("ACL", "SETUSER", "default", "+@all")
+            deadline = time.monotonic() + 10
+            while await Outbox(engine=engine).pending() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        assert [e["message"]["content"] for e in publisher.accepted] == [f"m{i}" for i in range(5)]
+        assert await Outbox(engine=engine).parked() == []
+    finally:
+        await client.aclose()
+        await admin.aclose()
         redis_server.stop()
