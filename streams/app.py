@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from prometheus_client import start_http_server
 
+from parley import loops
 from parley.settings import Settings
 from streams.agent import install_persistence_agent
 from streams.transport import TunedTransport
@@ -77,6 +78,8 @@ app = ParleyApp("parley", autodiscover=False)
 def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     settings = Settings.from_env()
     settings.require("kafka_bootstrap_servers", "database_url")
+    # Configured before the worker builds its loops (its own and the consumer thread's).
+    loops.use_uvloop()
     sender.settings = settings
     sender.fetch_wait_ms = settings.fetch_wait_ms
     conf.id = settings.worker_id

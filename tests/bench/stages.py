@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import tempfile
 import time
@@ -168,9 +169,7 @@ async def stage_relay(stack: BenchStack, args: argparse.Namespace) -> dict[str, 
                 if not received:
                     first_at = time.perf_counter()
                 received += 1
-                raw = message["data"]
-                # "eventId" leads the payload: read it without decoding the rest.
-                ids.add(int(raw[len(b'{"eventId":') : raw.index(b",")]))
+                ids.add(json.loads(message["data"])["eventId"])
 
     listener = asyncio.create_task(listen(), name="bench-relay-listener")
     try:
@@ -228,8 +227,6 @@ async def stage_relay(stack: BenchStack, args: argparse.Namespace) -> dict[str, 
 
 
 def _event(event_id: int, project_id: int, size: int) -> str:
-    import json
-
     message = {
         "id": event_id,
         "conversationId": event_id,
