@@ -190,7 +190,8 @@ async def run_relay(settings: Settings) -> None:
     assert settings.database_url is not None and settings.redis_url is not None
     if settings.relay_metrics_port:
         start_http_server(settings.relay_metrics_port, addr=settings.host)
-    engine = create_engine(settings.database_url, pool_size=2)
+    # No pre-ping: a round that meets a dead connection is retried anyway.
+    engine = create_engine(settings.database_url, pool_size=2, pre_ping=False)
     client = aioredis.Redis.from_url(
         settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
     )

@@ -180,7 +180,8 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
 
         # concurrency stays 1: with more, Faust can commit past an unfinished message.
         async def persist(stream: Any) -> None:
-            engine = create_engine(settings.sqlalchemy_url, pool_size=2)
+            # No pre-ping: a batch that meets a dead connection is retried anyway.
+            engine = create_engine(settings.sqlalchemy_url, pool_size=2, pre_ping=False)
             handler = BatchHandler(
                 decode=decode,
                 storer=BatchStorer(store=MessageStore(engine=engine), stopping=stopping),
