@@ -49,6 +49,9 @@ DEFAULT_SOCKETS = 5_000
 STAGE_TIMEOUT = 300.0  # seconds any one stage may take
 POLL = 0.05  # seconds between progress checks
 PUBLISH_CHUNK = 250  # events per Redis pipeline
+SOCKET_CONCURRENCY = 10  # sockets connecting and identifying at once
+IDENTIFY_ATTEMPTS = 20
+IDENTIFY_RETRY = 0.5  # seconds before identify is retried after `unavailable`
 
 
 def _watch(stack: BenchStack, names: list[str]) -> ProcessWatch:
@@ -326,18 +329,27 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
     baseline = watched.resident_mb()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     sockets: list[SocketClient] = []
-    limit = asyncio.Semaphore(50)
+    limit = asyncio.Semaphore(SOCKET_CONCURRENCY)
+    retries = 0
 
     async def one() -> SocketClient:
+        nonlocal retries
         uid = str(uuid.uuid4())
         async with limit:
             socket = await SocketClient.connect(
                 session, url, {"projectId": stack.project_id, "visitorUid": uid}
             )
-            ack = await socket.call("identify", {"projectId": stack.project_id, "visitorUid": uid})
-            if ack != {"ok": True}:
-                raise RuntimeError(f"identify answered {ack!r}")
-            return socket
+            hello = {"projectId": stack.project_id, "visitorUid": uid}
+            for _ in range(IDENTIFY_ATTEMPTS):
+                ack = await socket.call("identify", hello)
+                if ack == {"ok": True}:
+                    return socket
+                # A widget retries `unavailable` the same way.
+                if not (isinstance(ack, dict) and ack["error"]["code"] == "unavailable"):
+                    break
+                retries += 1
+                await asyncio.sleep(IDENTIFY_RETRY)
+            raise RuntimeError(f"identify answered {ack!r}")
 
     try:
         began = time.perf_counter()
@@ -354,7 +366,8 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
     print(
         f"sockets: {alive} of {args.sockets} connected and identified in {connected_s:.1f} s; "
         f"gateway resident {resident:.1f} MB (idle {baseline:.1f} MB, "
-        f"{per_socket_kb:.1f} KB per socket, peak {watched.peak_kb / 1024:.1f} MB)"
+        f"{per_socket_kb:.1f} KB per socket, peak {watched.peak_kb / 1024:.1f} MB; "
+        f"{retries} identify retries after `unavailable`)"
     )
     return {
         "sockets": args.sockets,
@@ -364,6 +377,7 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
         "gateway_resident_mb": round(resident, 1),
         "gateway_peak_mb": round(watched.peak_kb / 1024, 1),
         "kb_per_socket": round(per_socket_kb, 1),
+        "identify_retries": retries,
     }
 
 
