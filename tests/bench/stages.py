@@ -331,18 +331,30 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
     sockets: list[SocketClient] = []
     limit = asyncio.Semaphore(SOCKET_CONCURRENCY)
     retries = 0
+    connected = 0
 
     async def one() -> SocketClient:
-        nonlocal retries
+        nonlocal retries, connected
         uid = str(uuid.uuid4())
         async with limit:
-            socket = await SocketClient.connect(
-                session, url, {"projectId": stack.project_id, "visitorUid": uid}
-            )
+            for attempt in range(IDENTIFY_ATTEMPTS):
+                try:
+                    socket = await SocketClient.connect(
+                        session, url, {"projectId": stack.project_id, "visitorUid": uid}
+                    )
+                    break
+                except (TimeoutError, aiohttp.ClientError):
+                    if attempt == IDENTIFY_ATTEMPTS - 1:
+                        raise
+                    retries += 1
+                    await asyncio.sleep(IDENTIFY_RETRY)
             hello = {"projectId": stack.project_id, "visitorUid": uid}
             for _ in range(IDENTIFY_ATTEMPTS):
                 ack = await socket.call("identify", hello)
                 if ack == {"ok": True}:
+                    connected += 1
+                    if connected % 1000 == 0:
+                        print(f"sockets: {connected} identified", flush=True)
                     return socket
                 # A widget retries `unavailable` the same way.
                 if not (isinstance(ack, dict) and ack["error"]["code"] == "unavailable"):
@@ -367,7 +379,7 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
         f"sockets: {alive} of {args.sockets} connected and identified in {connected_s:.1f} s; "
         f"gateway resident {resident:.1f} MB (idle {baseline:.1f} MB, "
         f"{per_socket_kb:.1f} KB per socket, peak {watched.peak_kb / 1024:.1f} MB; "
-        f"{retries} identify retries after `unavailable`)"
+        f"{retries} connects or identifies retried)"
     )
     return {
         "sockets": args.sockets,
