@@ -5,8 +5,12 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.parley-installed
+# The browser tests drive Debian's Chromium through Playwright; Playwright's own
+# browser download is never used (it cannot reach its host here).
+CHROMIUM ?= /usr/bin/chromium
+export PARLEY_CHROMIUM := $(CHROMIUM)
 
-.PHONY: install run test lint format typecheck unit e2e bench bench-stages clean
+.PHONY: install run test lint format typecheck unit e2e browser chromium bench bench-stages faults clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -22,8 +26,16 @@ run: install
 	$(BIN)/parley run
 
 ## Lint, type-check and run every test against real services.
-test: install lint typecheck
+test: install lint typecheck chromium
 	$(BIN)/pytest
+
+## Chromium for tests/browser: installed with apt-get when missing and we may; else a clear stop.
+chromium:
+	@test -x "$(CHROMIUM)" || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& echo "installing Chromium for the browser tests (apt-get install chromium)" \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || true
+	@test -x "$(CHROMIUM)" || { echo "make: the browser tests need Chromium at $(CHROMIUM)."; \
+		echo "      Install it (Debian/Ubuntu: sudo apt-get install chromium) or run make CHROMIUM=/path/to/chromium."; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .
@@ -39,6 +51,9 @@ typecheck: install
 e2e: install
 	$(BIN)/pytest -m e2e
 
+browser: install chromium
+	$(BIN)/pytest -m browser
+
 ## The whole path under load; e.g. make bench BENCH="--max --window 200 --json out.json"
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH)
@@ -46,6 +61,10 @@ bench: install
 ## Each stage alone (agent, relay, fan-out, 5,000 sockets); e.g. make bench-stages STAGES="--only relay"
 bench-stages: install
 	$(BIN)/python -m tests.bench.stages $(STAGES)
+
+## The fault suite (docs/reliability.md); e.g. make faults FAULTS="--rate 300 --json out.json"
+faults: install
+	$(BIN)/python -m tests.faults $(FAULTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

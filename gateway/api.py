@@ -9,7 +9,6 @@ errors included: ``{"error": {"code", "message"}}`` with 400 ``invalid_payload``
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
@@ -17,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import catchup, validation
+from gateway import bodies, catchup, validation
 from gateway.bearer import authenticate, require_member
 from gateway.errors import GatewayError, InvalidPayload
 from gateway.services import Services
@@ -35,6 +34,8 @@ HTTP_STATUS = {
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
+    "payload_too_large": 413,
+    "rate_limited": 429,
     "unavailable": 503,
 }
 
@@ -135,13 +136,7 @@ async def list_messages(request: Request) -> Response:
 
 
 async def _patch_body(request: Request) -> tuple[bool, str | None]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise InvalidPayload(f"the body is larger than {MAX_BODY} bytes")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidPayload("the body must be JSON") from None
+    body = await bodies.read_json(request, limit=MAX_BODY)
     if not isinstance(body, dict):
         raise InvalidPayload('the body must be an object like {"read": true}')
     unknown = sorted(set(body) - {"read", "status"})

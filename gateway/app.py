@@ -26,7 +26,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway import api, health, replies
+from gateway import api, health, replies, widget_settings
+from gateway.assets import AssetCatalog
 from gateway.clients import ClientRegistry
 from gateway.ephemeral import EphemeralBus, EphemeralDelivery, ephemeral_channel
 from gateway.fanout import Fanout
@@ -48,11 +49,18 @@ from persistence.database import create_engine
 from persistence.directory import Directory
 from persistence.history import History
 from streams.producer import KafkaEventProducer
+from streams.security import KafkaSecurity
 
 logger = logging.getLogger("parley.gateway")
 
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
+REDIS_POOL_SIZE = 200  # connections; a command waits up to REDIS_TIMEOUT for one
 SHUTDOWN_TIMEOUT = 5.0  # seconds the background tasks get to stop
+# The whole lifespan shutdown (tasks, presence, producer flush) shares one budget.
+# With Kubernetes' preStop (5 s) and uvicorn's graceful close (GRACEFUL_CLOSE,
+# 5 s) it fits the pod's 30 s grace period with room to spare: see docker/README.md.
+SHUTDOWN_BUDGET = 8.0  # seconds
+GRACEFUL_CLOSE = 5  # seconds uvicorn gives open requests and sockets
 STATIC = Path(__file__).parent / "static"
 
 
@@ -72,16 +80,25 @@ async def build_services(settings: Settings) -> Services:
     settings.require("database_url", "redis_url", "kafka_bootstrap_servers")
     assert settings.redis_url is not None and settings.kafka_bootstrap_servers is not None
     engine = create_engine(settings.sqlalchemy_url)
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        health_check_interval=10,
+    # Hundreds of sockets check limits and presence at once. redis-py's default pool
+    # refuses the 101st concurrent command (MaxConnectionsError), which turned the
+    # rate limit off under load; a blocking pool makes a command wait for a connection.
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    client = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=REDIS_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            health_check_interval=10,
+        )
     )
     producer = KafkaEventProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         visitor_topic=settings.visitor_topic,
         agent_topic=settings.agent_topic,
+        security=KafkaSecurity.from_settings(settings),
     )
     try:
         await producer.start()
@@ -151,7 +168,11 @@ def create_app(settings: Settings) -> Any:
     clients = ClientRegistry()
     typing = TypingIndicators(clients=clients, services=slot, timeout=settings.typing_timeout)
     sio = create_socket_server(
-        services=slot, clients=clients, typing=typing, limits=SocketLimits.from_settings(settings)
+        services=slot,
+        clients=clients,
+        typing=typing,
+        limits=SocketLimits.from_settings(settings),
+        transports=settings.socket_transports,
     )
     access = AgentAccess(sio=sio, clients=clients, services=slot)
 
@@ -198,15 +219,25 @@ def create_app(settings: Settings) -> Any:
         try:
             yield {"services": services, "subscriber": subscriber, "fanout": fanout}
         finally:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SHUTDOWN_BUDGET
             # Tasks first: a heartbeat after presence.close() would revive this gateway.
             await supervisor.stop(SHUTDOWN_TIMEOUT)
             # Then tell the others now what they would otherwise learn after the TTL.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                async with asyncio.timeout_at(deadline):
                     await typing.close()
                     await presence.close()
-            await listening.aclose()
-            await close_services(services)
+            try:
+                # The producer's flush gets what is left; a send it cuts short was
+                # never acked, so its client resends it with the same tempId.
+                async with asyncio.timeout_at(max(deadline, loop.time() + 1)):
+                    await listening.aclose()
+                    await close_services(services)
+            except TimeoutError:
+                logger.warning(
+                    "shutdown budget spent; closing anyway", extra={"action": "gateway.stop_late"}
+                )
             slot.value = None
             logger.info("gateway stopped", extra={"action": "gateway.stop"})
 
@@ -216,6 +247,8 @@ def create_app(settings: Settings) -> Any:
         Route("/metrics", health.metrics),
         *replies.routes,
         *api.routes,
+        *widget_settings.routes,
+        *AssetCatalog().routes(),
     ]
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))

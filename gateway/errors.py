@@ -46,3 +46,7 @@ class NotFoundError(GatewayError):
 
 class InvalidToken(GatewayError):
     code = "invalid_token"
+
+
+class PayloadTooLarge(GatewayError):
+    code = "payload_too_large"

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from persistence.outbox import (
     CONTEXT_UPDATED,
@@ -38,6 +39,30 @@ SEEN_EVENTS = 50_000  # event ids remembered for dropping repeats
 
 FANNED_OUT = Counter("parley_gateway_events_fanned_out_total", "Relayed events emitted")
 REPEATS = Counter("parley_gateway_events_repeated_total", "Relayed events dropped as repeats")
+# From a gateway's broker-confirmed acceptance (acceptedAt, another gateway's clock
+# perhaps) to this gateway's emission: the whole path, worker, database and relay.
+END_TO_END = Histogram(
+    "parley_gateway_end_to_end_seconds",
+    "Seconds from a message's acceptance to its emission by this gateway",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+
+
+def observe_latency(accepted_at: object, *, now: dt.datetime | None = None) -> float | None:
+    """Record acceptance → now; None (nothing recorded) for a missing or bad timestamp."""
+    if not isinstance(accepted_at, str) or not accepted_at:
+        return None
+    try:
+        accepted = dt.datetime.fromisoformat(accepted_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if accepted.tzinfo is None:
+        return None
+    seconds = max(((now or dt.datetime.now(dt.UTC)) - accepted).total_seconds(), 0.0)
+    END_TO_END.observe(seconds)
+    return seconds
+
+
 RESYNCS = Counter(
     "parley_gateway_resyncs_total", "Times this gateway told its sockets to catch up (resync)"
 )
@@ -147,6 +172,7 @@ class Fanout:
         else:
             await self._emitter.emit("messageSent", ack, to=visitor)
         await self._emitter.emit("newMessage", message, to=project_room(project))
+        observe_latency(event.get("acceptedAt"))
         waiter = self._waiters.get(message["tempId"])
         if waiter is not None and not waiter.done():
             waiter.set_result(message)

@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import validation
+from gateway import bodies, validation
+from gateway.api import HTTP_STATUS
 from gateway.bearer import authorize
 from gateway.errors import (
     Forbidden,
     GatewayError,
-    InvalidPayload,
     NotFoundError,
     RateLimited,
     Unavailable,
@@ -35,6 +35,9 @@ from streams.events import AgentMessage
 logger = logging.getLogger("parley.replies")
 
 REPLY_WAIT = 5.0  # seconds an HTTP reply waits for its stored message before a 202
+# 5,000 characters of content, each up to 12 bytes as a JSON escape of a
+# surrogate pair, plus the tempId and the braces.
+MAX_REPLY_BODY = 65_536  # bytes
 REPLIES = Counter("parley_gateway_replies_accepted_total", "Agent replies the broker confirmed")
 
 
@@ -77,18 +80,8 @@ async def send_reply(
     REPLIES.inc()
 
 
-STATUS = {
-    "invalid_payload": 400,
-    "invalid_token": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "rate_limited": 429,
-    "unavailable": 503,
-}
-
-
 def error_response(exc: GatewayError) -> JSONResponse:
-    return JSONResponse(exc.as_ack(), status_code=STATUS.get(exc.code, 500))
+    return JSONResponse(exc.as_ack(), status_code=HTTP_STATUS.get(exc.code, 500))
 
 
 async def post_reply(request: Request) -> Response:
@@ -101,13 +94,11 @@ async def post_reply(request: Request) -> Response:
             agent_id = await authorize(request, project_id)
         except DatabaseUnavailable:
             raise Unavailable("temporarily unavailable; retry shortly") from None
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise InvalidPayload("body must be JSON") from None
-        reply = validation.outgoing_reply(
-            body, conversation=validation.conversation_id(_int(request.path_params["id"]))
+        conversation = validation.integer(
+            request.path_params["id"], "conversation id", low=1, high=validation.BIGINT_MAX
         )
+        body: Any = await bodies.read_json(request, limit=MAX_REPLY_BODY)
+        reply = validation.outgoing_reply(body, conversation=conversation)
         with fanout.awaiting(reply.temp_id) as stored:
             await send_reply(services, agent_id=agent_id, reply=reply, project_id=project_id)
             try:
@@ -123,10 +114,3 @@ async def post_reply(request: Request) -> Response:
 routes = [
     Route("/api/projects/{projectId}/conversations/{id}/messages", post_reply, methods=["POST"]),
 ]
-
-
-def _int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidPayload("conversation id must be an integer") from None

@@ -21,11 +21,13 @@ from prometheus_client import Gauge
 from gateway.clients import ClientRegistry
 from gateway.dashboards import DashboardHandlers
 from gateway.errors import GatewayError, RateLimited
+from gateway.forms import submit_form
 from gateway.limits import SocketLimits, client_address
+from gateway.packets import BoundedServer
 from gateway.services import Services
 from gateway.typing_indicators import TypingIndicators
 from gateway.visitors import VisitorHandlers
-from parley.settings import Settings
+from parley.settings import DEFAULT_SOCKET_TRANSPORTS, Settings
 
 logger = logging.getLogger("parley.sockets")
 
@@ -41,11 +43,13 @@ def create_socket_server(
     clients: ClientRegistry | None = None,
     typing: TypingIndicators | None = None,
     limits: SocketLimits | None = None,
+    transports: tuple[str, ...] = DEFAULT_SOCKET_TRANSPORTS,
 ) -> socketio.AsyncServer:
     """``clients`` and ``typing`` come from the caller when its lifespan must reach them."""
     limits = limits if limits is not None else SocketLimits.from_settings(Settings())
-    sio = socketio.AsyncServer(
+    sio = BoundedServer(
         async_mode="asgi",
+        transports=list(transports),
         # Origins are checked per project at connect, against the project's list.
         cors_allowed_origins="*",
         async_handlers=False,
@@ -125,6 +129,7 @@ def create_socket_server(
         "updateContext": visitors.update_context,
         "visitorIsTyping": typing.visitor_is_typing,
         "agentTyping": typing.agent_typing,
+        "submitForm": submit_form,
     }
     for event, handler in events.items():
         sio.on(event, budgeted(event, handler))

@@ -47,10 +47,16 @@ class TokenSigner:
 
     def verify(self, token: object, *, now: float | None = None) -> int:
         """Return the agent id, or raise :class:`InvalidToken` saying why."""
-        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+        # Tokens are base64url: ASCII. compare_digest raises TypeError on non-ASCII str.
+        if (
+            not isinstance(token, str)
+            or not token.isascii()
+            or token.count(".") != 1
+            or len(token) > 1024
+        ):
             raise InvalidToken("token is malformed")
         payload, signature = token.split(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             raise InvalidToken("token signature is invalid")
         try:
             body = json.loads(_unb64(payload))

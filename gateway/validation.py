@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import uuid
 from typing import Any
 
@@ -13,6 +15,13 @@ MAX_URL_HISTORY = 50  # entries
 MAX_VISITOR_UID_LENGTH = 128  # characters
 MAX_URL_LENGTH = 2_048  # characters
 MAX_TITLE_LENGTH = 512  # characters
+MAX_DEPTH = 32  # levels of nested objects and lists in one payload
+MAX_DECIMAL_DIGITS = 19  # a bigint has at most 19 digits
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+# ASCII only: str.isdigit() also accepts "²" and Arabic-Indic digits, which int()
+# then refuses or reads.
+_DECIMAL = re.compile(rf"[0-9]{{1,{MAX_DECIMAL_DIGITS}}}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -23,10 +32,66 @@ class OutgoingMessage:
 
 
 def single_payload(args: tuple[Any, ...]) -> Any:
-    """Socket.IO passes whatever the client sent as positional arguments."""
+    """Socket.IO passes whatever the client sent as positional arguments.
+
+    The whole payload must be :func:`storable`, whichever of its fields the event reads.
+    """
     if len(args) != 1:
         raise InvalidPayload("expected exactly one payload object")
-    return args[0]
+    return storable(args[0])
+
+
+def storable(value: Any, field: str = "payload") -> Any:
+    """Return ``value`` if PostgreSQL can store every part of it, else raise InvalidPayload.
+
+    PostgreSQL refuses NUL in text and jsonb, UTF-8 cannot encode a lone surrogate,
+    a bigint stops at 2**63 - 1, and jsonb has no NaN or infinity. A value that
+    passed the gateway but fails in the database would stall the persistence agent,
+    so everything a client sends is checked here, iteratively, to any depth.
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidPayload(f"{field} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str):
+            _check_text(item, field)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not BIGINT_MIN <= item <= BIGINT_MAX:
+                raise InvalidPayload(f"{field} holds an integer outside the 64-bit range")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidPayload(f"{field} holds a number that is not finite")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise InvalidPayload(f"{field} has a key that is not a string")
+                _check_text(key, field)
+                pending.append((child, depth + 1))
+        elif isinstance(item, list | tuple):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, bytes | bytearray | memoryview):
+            raise InvalidPayload(f"{field} holds binary data; send text")
+        else:
+            raise InvalidPayload(f"{field} holds a value that is not JSON")
+    return value
+
+
+def _check_text(text: str, field: str) -> None:
+    if "\x00" in text:
+        raise InvalidPayload(f"{field} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayload(f"{field} contains a lone surrogate (invalid Unicode)") from None
+
+
+def _decimal(value: str) -> int | None:
+    """Plain ASCII decimal text as an int, or None (int() would take "١٢" or " +1_0")."""
+    text = value.strip(" \t")
+    return int(text) if _DECIMAL.fullmatch(text) else None
 
 
 def require_object(payload: Any) -> dict[str, Any]:
@@ -39,11 +104,8 @@ def project_id(value: Any) -> int:
     """Accept 7 or "7" (query strings are text); reject everything else."""
     if isinstance(value, bool):
         raise InvalidPayload("projectId must be an integer")
-    if isinstance(value, int):
-        parsed = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        parsed = int(value.strip())
-    else:
+    parsed = _decimal(value) if isinstance(value, str) else value
+    if not isinstance(parsed, int):
         raise InvalidPayload("projectId must be an integer")
     if not 0 < parsed < 2**63:
         raise InvalidPayload("projectId is out of range")
@@ -52,8 +114,8 @@ def project_id(value: Any) -> int:
 
 def integer(value: Any, field: str, *, low: int, high: int) -> int:
     """An integer in ``[low, high]``, given as a number or as decimal text (query strings)."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        value = _decimal(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidPayload(f"{field} must be an integer from {low} to {high}")
     return value
@@ -81,6 +143,7 @@ def page_url(value: Any) -> str:
         raise InvalidPayload("currentUrl must be a non-empty string")
     if len(value) > MAX_URL_LENGTH:
         raise InvalidPayload(f"currentUrl is longer than {MAX_URL_LENGTH} characters")
+    _check_text(value, "currentUrl")
     return value.strip()
 
 
@@ -95,6 +158,7 @@ def _optional_text(value: Any, field: str, limit: int) -> str | None:
         raise InvalidPayload(f"{field} must be a string")
     if len(value) > limit:
         raise InvalidPayload(f"{field} is longer than {limit} characters")
+    _check_text(value, field)
     return value
 
 
@@ -129,11 +193,13 @@ def session_metadata(value: Any) -> dict[str, Any] | None:
                 "timestamp": timestamp,
             }
         )
-    return {
+    metadata: dict[str, Any] = {
         "referrer": _optional_text(value.get("referrer"), "referrer", MAX_URL_LENGTH),
         "landingPage": _optional_text(value.get("landingPage"), "landingPage", MAX_URL_LENGTH),
         "urlHistory": entries,
     }
+    storable(metadata, "sessionMetadata")
+    return metadata
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -175,6 +241,7 @@ def outgoing_message(payload: Any) -> OutgoingMessage:
     content = body.get("content")
     if not isinstance(content, str):
         raise InvalidPayload("content must be a string")
+    _check_text(content, "content")
     content = content.strip()
     if not content:
         raise InvalidPayload("content is empty")

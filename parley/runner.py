@@ -82,8 +82,8 @@ def run_local(settings: Settings) -> int:
             "\n".join(
                 [
                     "",
-                    f"Parley gateway:   {url}  (widget demo: {url}/widget.html,"
-                    f" dashboard demo: {url}/dashboard.html)",
+                    f"Parley gateway:   {url}  (widget on a host page: {url}/widget.html,"
+                    f" dashboard: {url}/dashboard)",
                     f"Demo project id:  {project.id}",
                     f"Dashboard token:  {token}",
                     "Embedded services: "

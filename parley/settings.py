@@ -36,6 +36,10 @@ DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
 DEFAULT_RELAY_BATCH_SIZE = 1000  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
+# Seven days is enough to replay a worker's outage; the dead-letter topic keeps
+# events long enough for someone to notice, fix and replay them.
+DEFAULT_TOPIC_RETENTION_HOURS = 7 * 24
+DEFAULT_DEAD_LETTER_RETENTION_HOURS = 30 * 24
 # Abuse limits (issue 7). Per client address and per socket ones are kept in each
 # gateway's memory; new visitors are counted in Redis, shared by the gateways.
 DEFAULT_CONNECT_BURST = 60  # connects an address may make at once
@@ -48,6 +52,11 @@ DEFAULT_SOCKET_EVENT_RATE = 10.0  # cost units per second a socket regains
 DEFAULT_CONTEXT_UPDATES_PER_MINUTE = 10  # stored page changes per visitor socket
 DEFAULT_AGENT_RECHECK_INTERVAL = 30.0  # seconds between re-checks of connected agents
 SECRET_FILE = "secret.key"
+SOCKET_TRANSPORTS = ("polling", "websocket")  # what Engine.IO offers
+# Long-polling spreads one session over many HTTP requests, which must all reach the
+# same gateway (sticky sessions); the widget and dashboard only use websocket.
+DEFAULT_SOCKET_TRANSPORTS = ("websocket",)
+MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than its block of output are guessable
 
 
 class SettingsError(Exception):
@@ -100,6 +109,29 @@ def _optional(env: Mapping[str, str], key: str) -> str | None:
     return value or None
 
 
+def _strong(value: str, source: str) -> Secret:
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"{source} is {'empty' if not value else 'too short'}: it must be at least "
+            f"{MIN_SECRET_BYTES} bytes; generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return Secret(value)
+
+
+def _transports(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("PARLEY_SOCKET_TRANSPORTS")
+    if raw is None or not raw.strip():
+        return DEFAULT_SOCKET_TRANSPORTS
+    names = tuple(name.strip() for name in raw.split(","))
+    if not all(name in SOCKET_TRANSPORTS for name in names):
+        raise SettingsError(
+            f"PARLEY_SOCKET_TRANSPORTS must list {' and/or '.join(SOCKET_TRANSPORTS)}, "
+            f"comma-separated; got {raw!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def _networks(env: Mapping[str, str], key: str) -> tuple[str, ...]:
     entries = tuple(part.strip() for part in env.get(key, "").split(",") if part.strip())
     for entry in entries:
@@ -111,22 +143,31 @@ def _networks(env: Mapping[str, str], key: str) -> tuple[str, ...]:
 
 
 def load_secret(env: Mapping[str, str], data_dir: Path) -> Secret:
-    """PARLEY_SECRET, or a generated development key kept under the data folder."""
-    configured = _optional(env, "PARLEY_SECRET")
-    if configured is not None:
-        return Secret(configured)
+    """PARLEY_SECRET, or a generated development key kept under the data folder.
+
+    A PARLEY_SECRET that is set must be strong, even when empty: an empty value
+    usually means a deployment forgot to pass it, and falling back to a per-process
+    key would make every process sign tokens the others refuse.
+    """
+    if "PARLEY_SECRET" in env:
+        return _strong(env["PARLEY_SECRET"].strip(), "PARLEY_SECRET")
     path = data_dir / SECRET_FILE
     if path.exists():
-        return Secret(path.read_text().strip())
+        return _strong(path.read_text().strip(), str(path))
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting at once must agree on one key.
+    # Written whole under a private name, then linked into place: two processes
+    # starting at once agree on one key, and neither can read a half-written file.
+    draft = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        os.link(draft, path)
     except FileExistsError:
-        return Secret(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
+        return _strong(path.read_text().strip(), str(path))
+    finally:
+        draft.unlink(missing_ok=True)
     return Secret(value)
 
 
@@ -160,6 +201,7 @@ class Settings:
     relay_poll_interval: float = DEFAULT_RELAY_POLL_INTERVAL
     relay_batch_size: int = DEFAULT_RELAY_BATCH_SIZE
     relay_max_attempts: int = DEFAULT_RELAY_MAX_ATTEMPTS
+    socket_transports: tuple[str, ...] = DEFAULT_SOCKET_TRANSPORTS
     relay_metrics_port: int | None = None
     worker_metrics_port: int | None = None
     trusted_proxies: tuple[str, ...] = ()
@@ -173,6 +215,16 @@ class Settings:
     context_updates_per_minute: int = DEFAULT_CONTEXT_UPDATES_PER_MINUTE
     agent_recheck_interval: float = DEFAULT_AGENT_RECHECK_INTERVAL
     log_level: str = "INFO"
+    topic_retention_hours: int = DEFAULT_TOPIC_RETENTION_HOURS
+    dead_letter_retention_hours: int = DEFAULT_DEAD_LETTER_RETENTION_HOURS
+    # Kafka client security (streams/security.py checks the combination).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -202,6 +254,7 @@ class Settings:
             ),
             relay_batch_size=_int(env, "PARLEY_RELAY_BATCH_SIZE", DEFAULT_RELAY_BATCH_SIZE),
             relay_max_attempts=_int(env, "PARLEY_RELAY_MAX_ATTEMPTS", DEFAULT_RELAY_MAX_ATTEMPTS),
+            socket_transports=_transports(env),
             relay_metrics_port=_int(env, "PARLEY_RELAY_METRICS_PORT", 0) or None,
             worker_metrics_port=_int(env, "PARLEY_WORKER_METRICS_PORT", 0) or None,
             trusted_proxies=_networks(env, "PARLEY_TRUSTED_PROXIES"),
@@ -221,6 +274,26 @@ class Settings:
                 env, "PARLEY_AGENT_RECHECK_INTERVAL", DEFAULT_AGENT_RECHECK_INTERVAL
             ),
             log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
+            topic_retention_hours=_int(
+                env, "PARLEY_TOPIC_RETENTION_HOURS", DEFAULT_TOPIC_RETENTION_HOURS
+            ),
+            dead_letter_retention_hours=_int(
+                env, "PARLEY_DEAD_LETTER_RETENTION_HOURS", DEFAULT_DEAD_LETTER_RETENTION_HOURS
+            ),
+            kafka_security_protocol=(
+                env.get("PARLEY_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT"
+            ).upper(),
+            kafka_ca_file=_optional(env, "PARLEY_KAFKA_CA_FILE"),
+            kafka_cert_file=_optional(env, "PARLEY_KAFKA_CERT_FILE"),
+            kafka_key_file=_optional(env, "PARLEY_KAFKA_KEY_FILE"),
+            kafka_sasl_mechanism=(_optional(env, "PARLEY_KAFKA_SASL_MECHANISM") or "").upper()
+            or None,
+            kafka_sasl_username=_optional(env, "PARLEY_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=(
+                Secret(password)
+                if (password := _optional(env, "PARLEY_KAFKA_SASL_PASSWORD"))
+                else None
+            ),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -24,6 +24,7 @@ from parley.settings import Settings
 from persistence.errors import DatabaseUnavailable
 from persistence.schema import ensure_database, upgrade
 from streams.errors import BrokerUnavailable
+from streams.security import KafkaSecurity
 from streams.topics import ensure_topics, parley_topics
 
 logger = logging.getLogger("parley.stack")
@@ -102,6 +103,7 @@ async def check_services(settings: Settings) -> None:
             settings.kafka_bootstrap_servers,
             parley_topics(settings),
             replication=settings.topic_replication,
+            security=KafkaSecurity.from_settings(settings),
         )
     except BrokerUnavailable:
         raise ServiceUnreachable(

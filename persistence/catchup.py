@@ -83,7 +83,7 @@ class Planned:
     """One conversation of an answer: its item and its messages in ``(after, up_to]``."""
 
     item: dict[str, Any]
-    key: tuple[dt.datetime, int]  # its keyset position (updated_at, id)
+    key: int  # its keyset position: the conversation's id
     after: int
     up_to: int
     last_seq: int
@@ -106,7 +106,7 @@ def fill_answer(
     """
     answer = SyncAnswer(limit=limits.bytes)
     # The keyset position of the last conversation wholly in the answer.
-    position = (resume.updated_at, resume.id) if resume is not None else None
+    position = resume.id if resume is not None else None
     for index, planned in enumerate(plan):
         resumed = index == 0 and resume is not None and resume.partial_id == planned.item["id"]
         if not answer.add_conversation(planned.item):
@@ -124,8 +124,7 @@ def fill_answer(
             cut = planned.up_to if not spent else reached
             return answer, SyncResume(
                 next_since=next_since,
-                updated_at=mark[0],
-                id=mark[1],
+                id=mark,
                 partial_id=planned.item["id"],
                 partial_seq=cut,
             )
@@ -134,4 +133,4 @@ def fill_answer(
         if not more:
             return answer, None
     assert position is not None  # the first conversation always fits
-    return answer, SyncResume(next_since=next_since, updated_at=position[0], id=position[1])
+    return answer, SyncResume(next_since=next_since, id=position)

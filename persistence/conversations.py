@@ -268,9 +268,10 @@ class Conversations:
     ) -> dict[str, Any]:
         """One answer of a paged catch-up: what changed at or after ``since``.
 
-        Returns ``{conversations, messages, cursor, hasMore}``: conversations
-        newest first, and for each its messages after ``last_seqs[id]`` (its last
-        :data:`SYNC_HISTORY` when the client does not list it), oldest first.
+        Returns ``{conversations, messages, cursor, hasMore}``: conversations by
+        descending id (the newest first), and for each its messages after
+        ``last_seqs[id]`` (its last :data:`SYNC_HISTORY` when the client does not
+        list it), oldest first.
         Each answer stays within :class:`SyncLimits`. While ``hasMore`` is true,
         call again with ``cursor`` as ``since`` and the same ``last_seqs``: the
         cursor then holds the keyset position and, when a conversation's
@@ -286,17 +287,16 @@ class Conversations:
         known = last_seqs or {}
         limits = self._sync_limits
         resume = since.resume if since is not None else None
-        query = _newest_first(_items().where(conversations.c.project_id == project_id))
+        # The walk goes by id, which never moves. Ordered by updated_at, a
+        # conversation that changed while the walk paged would jump ahead of the
+        # walk's position and be skipped: its new messages then arrive live on top
+        # of a hole that no answer fills.
+        query = _items().where(conversations.c.project_id == project_id)
         if since is not None:
             query = query.where(conversations.c.updated_at >= since.since)
         if resume is not None:
-            query = query.where(
-                sa.tuple_(conversations.c.updated_at, conversations.c.id)
-                < sa.tuple_(
-                    sa.literal(resume.updated_at, conversations.c.updated_at.type),
-                    sa.literal(resume.id, conversations.c.id.type),
-                )
-            )
+            query = query.where(conversations.c.id < resume.id)
+        query = query.order_by(conversations.c.id.desc())
         async with wrap_errors(), self._engine.connect() as conn:
             # Read before the query, so the query's snapshot is at least as new.
             started = await conn.scalar(sa.select(sa.func.clock_timestamp()))
@@ -343,7 +343,7 @@ class Conversations:
             [
                 Planned(
                     item=_item(row),
-                    key=(row.updated_at, row.id),
+                    key=row.id,
                     after=low,
                     up_to=high,
                     last_seq=row.last_seq,

@@ -22,6 +22,11 @@ from typing import Any
 from persistence.errors import PersistenceError
 
 MAX_CURSOR_LENGTH = 512  # characters; ours are well under 100
+MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
+# Cursors we issue hold times from 1970 on; these bounds keep a forged one from
+# overflowing datetime arithmetic on its way to PostgreSQL.
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)  # sync starts "from the beginning" at 1970
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 PAGE_KIND = "page"
 SYNC_KIND = "sync"
 
@@ -47,6 +52,8 @@ class PageCursor:
             row_id = body["i"]
             if isinstance(row_id, bool) or not isinstance(row_id, int):
                 raise TypeError("id is not an integer")
+            if not 0 < row_id <= MAX_ROW_ID:
+                raise ValueError("id is out of range")
             return cls(updated_at=_timestamp(body["u"]), id=row_id)
         except (KeyError, TypeError, ValueError):
             raise InvalidCursor("cursor is invalid") from None
@@ -77,7 +84,6 @@ class SyncCursor:
 
 # --- Sync paging: the continuation a paged catch-up carries between answers. ---
 
-MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
 MAX_SEQ = 2**31 - 1  # seq is a PostgreSQL integer
 
 
@@ -85,15 +91,16 @@ MAX_SEQ = 2**31 - 1  # seq is a PostgreSQL integer
 class SyncResume:
     """Where the next answer of a paged catch-up starts.
 
-    ``updated_at``/``id`` is the keyset position: the next conversations come
-    strictly after it, newest first. ``partial_id``/``partial_seq`` name a
+    ``id`` is the keyset position: the next conversations come strictly below it
+    (the walk goes by conversation id, which never moves: a conversation that
+    changes while the walk pages keeps its place and is still visited; see
+    :meth:`persistence.conversations.Conversations.sync`). ``partial_id``/``partial_seq`` name a
     conversation whose messages were cut at that seq; the next answer finishes
     it first. ``next_since`` is the cursor the last answer hands back: the first
     answer's start minus the overlap, so what changed while paging comes again.
     """
 
     next_since: dt.datetime
-    updated_at: dt.datetime
     id: int
     partial_id: int | None = None
     partial_seq: int | None = None
@@ -101,7 +108,6 @@ class SyncResume:
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "n": self.next_since.isoformat(),
-            "u": self.updated_at.isoformat(),
             "i": self.id,
         }
         if self.partial_id is not None:
@@ -116,7 +122,6 @@ class SyncResume:
         partial_id = body.get("c")
         return cls(
             next_since=_timestamp(body["n"]),
-            updated_at=_timestamp(body["u"]),
             id=_bounded(body["i"], 1, MAX_ROW_ID),
             partial_id=None if partial_id is None else _bounded(partial_id, 1, MAX_ROW_ID),
             partial_seq=None if partial_id is None else _bounded(body["q"], 0, MAX_SEQ),
@@ -152,4 +157,10 @@ def _timestamp(value: Any) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("timestamp has no time zone")
+    try:
+        in_utc = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if not EARLIEST <= in_utc < LATEST:
+        raise ValueError("timestamp is out of range")
     return parsed

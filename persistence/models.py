@@ -162,3 +162,18 @@ outbox = sa.Table(
     sa.Index("ix_outbox_pending", "id", postgresql_where=sa.text("parked_at IS NULL")),
     sa.Index("ix_outbox_conversation", "conversation_id", "id"),
 )
+
+widget_settings = sa.Table(
+    "widget_settings",
+    metadata,
+    sa.Column(
+        "project_id",
+        sa.BigInteger,
+        sa.ForeignKey("projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # Only the values set with `parley project settings`; the rest keep their defaults,
+    # so a default changed in code reaches every project that never set it.
+    sa.Column("values", pg.JSONB, nullable=False, server_default="{}"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+)

@@ -21,6 +21,7 @@ import redis.exceptions
 from prometheus_client import Counter, Gauge, start_http_server
 
 from parley.settings import Settings
+from persistence.backlog import BacklogMonitor
 from persistence.backoff import Backoff
 from persistence.database import create_engine
 from persistence.errors import DatabaseUnavailable
@@ -38,6 +39,10 @@ OUTAGES = Counter(
     "Relay rounds abandoned because PostgreSQL or Redis was unavailable (retried, uncounted)",
     ["service"],
 )
+PUBLISH_OUTAGES = Counter(
+    "parley_relay_publish_outages_total", "Times publishing became impossible (Redis unreachable)"
+)
+PUBLISH_DOWN = Gauge("parley_relay_publish_unavailable", "1 while the relay cannot publish")
 REDIS_TIMEOUT = 2.0  # seconds for a Redis command to answer
 PENDING_INTERVAL = 5.0  # seconds between counts of pending rows while the relay keeps up
 
@@ -89,7 +94,10 @@ class OutboxRelay:
         poll_interval: float,
         batch_size: int,
         max_attempts: int,
+        backlog: BacklogMonitor | None = None,
     ) -> None:
+        self._backlog = backlog
+        self.publish_down = False
         self._outbox = outbox
         self._publisher = publisher
         self._poll_interval = poll_interval
@@ -108,12 +116,19 @@ class OutboxRelay:
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listener.run(), name="outbox-listener")
+        backlog = (
+            asyncio.create_task(self._backlog.run(), name="outbox-backlog")
+            if self._backlog is not None
+            else None
+        )
         try:
             await self._loop(listener)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, backlog):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _loop(self, listener: asyncio.Task[None]) -> None:
         backoff = Backoff()
@@ -131,6 +146,10 @@ class OutboxRelay:
                 OUTAGES.labels(
                     service="redis" if isinstance(exc, PublishUnavailable) else "postgres"
                 ).inc()
+                if isinstance(exc, PublishUnavailable) and not self.publish_down:
+                    self.publish_down = True  # one outage, however many rounds it lasts
+                    PUBLISH_OUTAGES.inc()
+                    PUBLISH_DOWN.set(1)
                 delay = backoff.next()
                 logger.warning(
                     "relay round failed (%s); retrying in %.1fs",
@@ -141,6 +160,8 @@ class OutboxRelay:
                 await self._sleep(delay)
                 continue
             backoff.reset()
+            self.publish_down = False
+            PUBLISH_DOWN.set(0)
             RELAYED.inc(report.published)
             FAILED.inc(report.failed)
             PARKED.inc(report.parked)
@@ -202,6 +223,7 @@ async def run_relay(settings: Settings) -> None:
         poll_interval=settings.relay_poll_interval,
         batch_size=settings.relay_batch_size,
         max_attempts=settings.relay_max_attempts,
+        backlog=BacklogMonitor(engine=engine),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

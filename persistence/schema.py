@@ -1,19 +1,36 @@
-"""Apply the Alembic migrations; the schema is never created any other way."""
+"""Apply the Alembic migrations; the schema is never created any other way.
+
+Processes refuse a database whose revision is not this code's head
+(:func:`require_schema`): the gateway's ``/readyz`` answers 503 and the worker
+does not start, so a rollout cannot go live on an unmigrated database.
+``parley migrate`` holds an advisory lock while it upgrades, so several pods'
+init containers can run it at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import asyncpg
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.settings import to_plain_url
-from persistence.errors import DatabaseUnavailable
+from persistence.errors import DatabaseUnavailable, PersistenceError, wrap_errors
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT = 5.0  # seconds
+# pg_advisory_lock key held by `parley migrate` ("parley" in ASCII, an arbitrary constant).
+MIGRATION_LOCK = 0x7061726C6579
+
+
+class SchemaOutdated(PersistenceError):
+    """The database's schema revision is not the one this code was written for."""
 
 
 def alembic_config(database_url: str) -> Config:
@@ -47,7 +64,61 @@ async def ensure_database(database_url: str) -> None:
         await conn.close()
 
 
+async def _upgrade_locked(database_url: str) -> None:
+    try:
+        conn = await asyncpg.connect(to_plain_url(database_url), timeout=CONNECT_TIMEOUT)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"PostgreSQL cannot be reached ({exc})") from exc
+    try:
+        # Session-level: released when this connection closes, even after a crash.
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        # Alembic runs its own event loop (migrations/env.py): give it a thread.
+        await asyncio.to_thread(upgrade, database_url)
+    finally:
+        await conn.close()
+
+
 def prepare(database_url: str) -> None:
-    """Create the database if missing, then migrate it."""
+    """Create the database if missing, then migrate it (one migrator at a time)."""
     asyncio.run(ensure_database(database_url))
-    upgrade(database_url)
+    asyncio.run(_upgrade_locked(database_url))
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's revision; None before the first migration."""
+    async with wrap_errors(), engine.connect() as conn:
+        exists = await conn.scalar(sa.text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        if not exists:
+            return None
+        revision = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    return None if revision is None else str(revision)
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    scripts = ScriptDirectory.from_config(alembic_config("postgresql://"))
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
+async def require_schema(engine: AsyncEngine) -> None:
+    """Raise SchemaOutdated while the database is behind this code's head revision.
+
+    A revision this code does not know is newer (a rollout migrated ahead of this
+    pod): the old pod keeps serving until it is replaced, which is why
+    migrations must stay backwards compatible for one release (expand, then contract).
+    """
+    current = await current_revision(engine)
+    head = head_revision()
+    if current is None or (current != head and current in known_revisions()):
+        raise SchemaOutdated(
+            f"the database is at schema revision {current or 'none'}, this code needs"
+            f" {head}: run `parley migrate`"
+        )

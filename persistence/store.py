@@ -54,6 +54,7 @@ class IncomingMessage:
     sender_type: str = "visitor"
     conversation_id: int | None = None
     agent_id: int | None = None
+    accepted_at: str | None = None  # when a gateway accepted it (ISO 8601), for latency
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -284,6 +285,7 @@ class MessageStore:
             )
             for row in rows
         ]
+        accepted = {(c.id, seq): m.accepted_at for c, seq, m in planned}
         last_row = {row.conversation_id: row for row in rows}
         touched = [c for c in conversations if c.fresh]
         # One round trip: the summary, the outbox rows and the NOTIFY (delivered at
@@ -300,7 +302,16 @@ class MessageStore:
                 "channel": OUTBOX_CHANNEL,
                 "conversation_ids": [shape["conversationId"] for shape in shapes],
                 "payloads": [
-                    json.dumps({"type": MESSAGE_CREATED, "message": shape}) for shape in shapes
+                    json.dumps(
+                        {
+                            "type": MESSAGE_CREATED,
+                            "message": shape,
+                            # Beside the message, not in it: clients never see it;
+                            # the gateway measures acceptance → emission with it.
+                            "acceptedAt": accepted.get((shape["conversationId"], shape["seq"])),
+                        }
+                    )
+                    for shape in shapes
                 ],
                 "event_type": MESSAGE_CREATED,
             },

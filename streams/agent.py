@@ -54,6 +54,7 @@ def decode_visitor_message(raw: bytes | None) -> IncomingMessage:
         temp_id=event.temp_id,
         content=event.content,
         session_metadata=event.session_metadata,
+        accepted_at=event.accepted_at or None,
     )
 
 
@@ -67,6 +68,7 @@ def decode_agent_message(raw: bytes | None) -> IncomingMessage:
         sender_type="agent",
         conversation_id=event.conversation_id,
         agent_id=event.agent_id,
+        accepted_at=event.accepted_at or None,
     )
 
 

@@ -7,6 +7,8 @@ environment, and :func:`wire` declares the topics and the persistence agent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -17,7 +19,12 @@ from prometheus_client import start_http_server
 
 from parley import loops
 from parley.settings import Settings
+from persistence.database import create_engine
+from persistence.schema import require_schema
 from streams.agent import install_persistence_agent
+from streams.commands import install_commands
+from streams.lag import LagMonitor
+from streams.security import KafkaSecurity
 from streams.transport import TunedTransport
 
 COMMIT_INTERVAL = 0.5  # seconds between offset commits
@@ -35,9 +42,21 @@ class ParleyApp(faust.App):  # type: ignore[misc]
 
     settings: Settings | None = None
     fetch_wait_ms: int | None = None
+    lag_task: asyncio.Task[None] | None = None
 
     def _new_transport(self) -> Any:
         return TunedTransport(self.conf.broker_consumer, self)
+
+    async def on_start(self) -> None:
+        # Only a worker starts the app (operator commands run beside it), so
+        # this gates the worker alone: no consuming on an unmigrated database.
+        assert self.settings is not None
+        await check_schema(self.settings)
+        await super().on_start()
+        if self.settings.worker_metrics_port:
+            self.lag_task = asyncio.create_task(
+                LagMonitor(settings=self.settings).run(), name="worker-consumer-lag"
+            )
 
     async def on_stop(self) -> None:
         """Stop without waiting for the batch in hand, and within ``STOP_TIMEOUT``.
@@ -52,7 +71,23 @@ class ParleyApp(faust.App):  # type: ignore[misc]
         """
         self.conf.stream_wait_empty = False
         start_stop_watchdog(STOP_TIMEOUT)
+        if self.lag_task is not None:
+            self.lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.lag_task
         await super().on_stop()
+
+
+async def check_schema(settings: Settings) -> None:
+    """Raise SchemaOutdated (the worker exits) unless the database is migrated."""
+    engine = create_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        await require_schema(engine)
+    except Exception as exc:
+        logger.critical("%s", exc, extra={"action": "worker.schema"})
+        raise
+    finally:
+        await engine.dispose()
 
 
 def start_stop_watchdog(timeout: float) -> None:
@@ -72,6 +107,7 @@ def start_stop_watchdog(timeout: float) -> None:
 
 
 app = ParleyApp("parley", autodiscover=False)
+install_commands(app)
 
 
 @app.on_configured.connect  # type: ignore[untyped-decorator,arg-type]
@@ -84,6 +120,7 @@ def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     sender.fetch_wait_ms = settings.fetch_wait_ms
     conf.id = settings.worker_id
     conf.broker = f"kafka://{settings.kafka_bootstrap_servers}"
+    conf.broker_credentials = KafkaSecurity.from_settings(settings).faust_credentials()
     conf.store = "memory://"
     conf.topic_partitions = settings.topic_partitions
     conf.topic_replication_factor = settings.topic_replication

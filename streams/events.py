@@ -30,7 +30,10 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def partition_key(project_id: int, visitor_uid: str) -> bytes:
     """One visitor's messages and the replies to them share a partition, so stay in order."""
-    return f"{project_id}:{visitor_uid}".encode()
+    try:
+        return f"{project_id}:{visitor_uid}".encode()
+    except UnicodeEncodeError:
+        raise InvalidEvent("visitorUid is not valid Unicode") from None
 
 
 def event_headers(event_id: str, event_type: str) -> list[tuple[str, bytes]]:
@@ -60,7 +63,16 @@ class _Event:
 
 
 def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    """UTF-8 JSON; an InvalidEvent, never a UnicodeEncodeError, for what JSON cannot carry.
+
+    Lone surrogates cannot be UTF-8, and NaN is not JSON (PostgreSQL's jsonb refuses it).
+    """
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidEvent("the event holds text that is not valid Unicode") from None
+    except ValueError as exc:
+        raise InvalidEvent(f"the event is not JSON: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 
 from streams.errors import BrokerUnavailable
 from streams.events import AgentMessage, VisitorMessage
+from streams.security import KafkaSecurity
 
 logger = logging.getLogger("parley.producer")
 
@@ -30,7 +31,14 @@ class EventProducer(Protocol):
 class KafkaEventProducer:
     """An aiokafka producer bound to Parley's topics."""
 
-    def __init__(self, *, bootstrap_servers: str, visitor_topic: str, agent_topic: str) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        visitor_topic: str,
+        agent_topic: str,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self._visitor_topic = visitor_topic
         self._agent_topic = agent_topic
         self._producer = AIOKafkaProducer(
@@ -39,6 +47,7 @@ class KafkaEventProducer:
             linger_ms=LINGER,
             request_timeout_ms=REQUEST_TIMEOUT,
             client_id="parley-gateway",
+            **(security or KafkaSecurity()).aiokafka_kwargs(),
         )
         self.started = False
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import socketio
 
+# python-socketio gives up on a connect after 1 s by default; a loaded machine needs longer.
+CONNECT_WAIT = 15.0  # seconds
+
 VISITOR_EVENTS = [
     "conversationHistory",
     "messageSent",
@@ -47,8 +50,14 @@ class Recorder:
         return [data for _, data in self.received[name]]
 
     async def wait_for(self, name: str, count: int, timeout: float = 20.0) -> list[Any]:
+        """At least ``count`` ``name`` events, all received so far; TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
-        while len(self.received[name]) < count and time.monotonic() < deadline:
+        while len(self.received[name]) < count:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{len(self.received[name])} of {count} {name!r} events after {timeout:g} s: "
+                    f"{self.payloads(name)!r:.2000}"
+                )
             await asyncio.sleep(0.01)
         return self.payloads(name)
 
@@ -76,7 +85,9 @@ async def visitor(
         auth = {"projectId": project_id}
         if visitor_uid is not None:
             auth["visitorUid"] = visitor_uid
-    await client.connect(url, auth=auth, headers=headers or {}, transports=["websocket"])
+    await client.connect(
+        url, auth=auth, headers=headers or {}, transports=["websocket"], wait_timeout=CONNECT_WAIT
+    )
     if identify and visitor_uid is not None:
         hello: dict[str, Any] = {"projectId": project_id, "visitorUid": visitor_uid}
         if last_seq is not None:
@@ -90,7 +101,9 @@ async def visitor(
 async def dashboard(url: str, token: str, project_id: int | None = None) -> Recorder:
     client = socketio.AsyncClient(reconnection=False)
     recorder = Recorder(client, DASHBOARD_EVENTS)
-    await client.connect(url, auth={"token": token}, transports=["websocket"])
+    await client.connect(
+        url, auth={"token": token}, transports=["websocket"], wait_timeout=CONNECT_WAIT
+    )
     if project_id is not None:
         ack = await recorder.call("joinProjectRoom", {"projectId": project_id})
         assert ack == {"status": "ok", "roomName": f"project:{project_id}"}, ack
@@ -103,7 +116,7 @@ async def refused(url: str, **connect: Any) -> Any:
     errors: list[Any] = []
     client.on("connect_error", lambda data=None: errors.append(data))
     try:
-        await client.connect(url, transports=["websocket"], **connect)
+        await client.connect(url, transports=["websocket"], wait_timeout=CONNECT_WAIT, **connect)
     except socketio.exceptions.ConnectionError:
         assert errors, "refused without an error payload"
         error = errors[0]

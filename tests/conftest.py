@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley.settings import Secret, Settings
+from parley.settings import Settings
 from persistence.database import create_engine
 from persistence.directory import Directory
-from tests.services import ServiceSet
+from tests.services import ServiceSet, isolated_settings
 
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceSet]:
     root = tmp_path_factory.mktemp("services")
-    started = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x"}), root)
+    started = ServiceSet.start(Settings.from_env({**os.environ, "PARLEY_SECRET": "x" * 32}), root)
     try:
         started.create_template()
         yield started
@@ -39,25 +38,7 @@ async def database_url(services: ServiceSet) -> AsyncIterator[str]:
 @pytest.fixture
 def settings(services: ServiceSet, database_url: str, tmp_path: Path) -> Settings:
     """Settings isolated to this test: its own database, topics, channel and group."""
-    tag = uuid.uuid4().hex[:8]
-    return Settings(
-        database_url=database_url,
-        redis_url=services.redis_url,
-        kafka_bootstrap_servers=services.bootstrap_servers,
-        secret=Secret(f"test-secret-{tag}"),
-        data_dir=tmp_path,
-        topic_prefix=f"t{tag}.",
-        events_channel=f"parley:events:{tag}",
-        worker_id=f"parley-worker-{tag}",
-        topic_partitions=4,
-        fetch_wait_ms=services.fetch_wait_ms,
-        relay_poll_interval=0.5,
-        # Every test client comes from 127.0.0.1: the per-address limits are lifted
-        # here and set low in the tests that exercise them.
-        connect_burst=10_000,
-        max_sockets_per_address=10_000,
-        new_visitor_limit=10_000,
-    )
+    return isolated_settings(services, database_url, tmp_path)
 
 
 @pytest.fixture

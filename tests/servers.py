@@ -83,10 +83,11 @@ class Child:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    async def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+    async def wait_for_output(self, text: str, timeout: float = 60.0, *, since: int = 0) -> None:
+        """Wait for ``text`` in the log after character ``since`` (a restart appends)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.output():
+            if text in self.output()[since:]:
                 return
             assert self.process is not None
             if self.process.poll() is not None:
@@ -112,6 +113,26 @@ class Child:
             self.kill()
 
 
+async def wait_ready(child: Child, url: str, timeout: float = 30.0) -> None:
+    """Wait until the gateway at ``url`` answers ``/readyz`` with 200."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"gateway {child.name} not ready:\n{child.output()[-4000:]}")
+
+
+async def metric(port: int, sample: str) -> float:
+    """One sample of a Prometheus endpoint on loopback (``x_total{kind="a"}``); 0 if absent."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(f"{sample} ")]
+    return float(values[0]) if values else 0.0
+
+
 class Cluster:
     """Gateways, workers and relays for one test, all stopped at the end."""
 
@@ -126,20 +147,16 @@ class Cluster:
         self.children.append(child)
         return child.start()
 
-    async def gateway(self, name: str = "gateway") -> str:
-        port = free_port()
-        self._child(name, [sys.executable, "-m", "parley.cli", "gateway"], PARLEY_PORT=str(port))
+    async def gateway(self, name: str = "gateway", port: int | None = None) -> str:
+        port = port or free_port()
+        child = self._child(
+            name, [sys.executable, "-m", "parley.cli", "gateway"], PARLEY_PORT=str(port)
+        )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{url}/readyz")).status_code == 200:
-                        return url
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"gateway {name} not ready:\n{self.children[-1].output()[-4000:]}")
+        await wait_ready(child, url)
+        return url
 
-    async def worker(self, name: str = "worker") -> Child:
+    async def worker(self, name: str = "worker", **env: str) -> Child:
         child = self._child(
             name,
             [
@@ -153,12 +170,13 @@ class Cluster:
                 "info",
                 "--without-web",
             ],
+            **env,
         )
         await child.wait_for_output("[^Worker]: Ready")
         return child
 
-    async def relay(self, name: str = "relay") -> Child:
-        child = self._child(name, [sys.executable, "-m", "parley.cli", "relay"])
+    async def relay(self, name: str = "relay", **env: str) -> Child:
+        child = self._child(name, [sys.executable, "-m", "parley.cli", "relay"], **env)
         await child.wait_for_output("listener.connected")
         return child
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 
 from parley.embedded import EmbeddedBroker, EmbeddedPostgres, EmbeddedRedis, EmbeddedService
-from parley.settings import Settings, to_plain_url
+from parley.settings import Secret, Settings, to_plain_url
 from persistence.schema import ensure_database, upgrade
 
 EMBEDDED_FETCH_WAIT = 5  # milliseconds
@@ -117,6 +117,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PARLEY_RELAY_BATCH_SIZE": str(settings.relay_batch_size),
         "PARLEY_PRESENCE_TTL": str(settings.presence_ttl),
         "PARLEY_TYPING_TIMEOUT": str(settings.typing_timeout),
+        "PARLEY_SOCKET_TRANSPORTS": ",".join(settings.socket_transports),
         "PARLEY_LOG_LEVEL": settings.log_level,
         "PARLEY_CONNECT_BURST": str(settings.connect_burst),
         "PARLEY_CONNECT_RATE": str(settings.connect_rate),
@@ -128,3 +129,26 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PARLEY_CONTEXT_UPDATES_PER_MINUTE": str(settings.context_updates_per_minute),
         "PARLEY_AGENT_RECHECK_INTERVAL": str(settings.agent_recheck_interval),
     }
+
+
+def isolated_settings(services: ServiceSet, database_url: str, data_dir: Path) -> Settings:
+    """Settings of their own: this database, and their own topics, channel and group."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        database_url=database_url,
+        redis_url=services.redis_url,
+        kafka_bootstrap_servers=services.bootstrap_servers,
+        secret=Secret(f"test-secret-{uuid.uuid4().hex}"),
+        data_dir=data_dir,
+        topic_prefix=f"t{tag}.",
+        events_channel=f"parley:events:{tag}",
+        worker_id=f"parley-worker-{tag}",
+        topic_partitions=4,
+        fetch_wait_ms=services.fetch_wait_ms,
+        relay_poll_interval=0.5,
+        # Every test client comes from 127.0.0.1: the per-address limits are lifted
+        # here and set low in the tests that exercise them.
+        connect_burst=10_000,
+        max_sockets_per_address=10_000,
+        new_visitor_limit=10_000,
+    )

@@ -40,6 +40,9 @@ async def test_a_dashboard_that_dropped_out_catches_up_with_sync(
     await dash.close()  # the dashboard's connection drops while messages flow
     live = dash.payloads("newMessage")
     await sending
+    # The broker's ack is not the stored state: wait until the worker stored (and the
+    # relay confirmed) every message before asking what the dashboard missed.
+    await tab.wait_for("messageSent", TOTAL, timeout=60)
 
     back = await clients.dashboard(url, token, project.id)
     conversation = live[0]["conversationId"]

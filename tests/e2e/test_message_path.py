@@ -9,8 +9,10 @@ import asyncio
 import json
 import os
 import signal
+import time
 import uuid
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -18,14 +20,15 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.tokens import TokenSigner
+from parley.embedded import free_port
 from persistence.directory import Directory
 from persistence.models import messages, outbox
-from persistence.outbox import Outbox
+from persistence.outbox import OUTBOX_CHANNEL, Outbox
 from persistence.store import MessageStore
 from streams.events import VisitorMessage
 from tests import clients
 from tests.factories import incoming, project_with_agent, uid
-from tests.servers import Cluster
+from tests.servers import Cluster, metric
 
 pytestmark = pytest.mark.e2e
 
@@ -115,53 +118,110 @@ async def test_one_hundred_messages_arrive_in_order(
     await tab.close()
 
 
-async def test_an_event_consumed_twice_is_stored_and_broadcast_once(
+CRASH_ATTEMPTS = 3  # a kill can land after the offset commit (every 0.5 s); try again
+
+
+async def shown_until(dash: clients.Recorder, content: str, timeout: float = 60) -> list[dict]:
+    """Every newMessage received, once one with ``content`` arrived."""
+    deadline = time.monotonic() + timeout
+    while not any(m["content"] == content for m in dash.payloads("newMessage")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{content!r} never arrived: {dash.payloads('newMessage')}")
+        await asyncio.sleep(0.05)
+    return dash.payloads("newMessage")
+
+
+async def test_an_event_redelivered_after_a_worker_crash_is_stored_and_shown_once(
     cluster: Cluster, directory: Directory, signer: TokenSigner, engine: AsyncEngine
 ) -> None:
     project, agent = await project_with_agent(directory, email="a@acme.test")
-    [url] = await cluster.start_path()
+    metrics_port = free_port()
+    worker = await cluster.worker(PARLEY_WORKER_METRICS_PORT=str(metrics_port))
+    await cluster.relay()
+    url = await cluster.gateway()
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
+    settings = cluster.settings
+    assert settings.database_url
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    listener = await asyncpg.connect(settings.database_url)
+    crashed = asyncio.Event()
 
-    event = VisitorMessage(
-        project_id=project.id, visitor_uid=uid(), temp_id=str(uuid.uuid4()), content="twice"
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=cluster.settings.kafka_bootstrap_servers, acks="all"
-    )
+    def crash(*_: object) -> None:
+        # NOTIFY arrives at the storing transaction's commit: kill the worker before
+        # its next offset commit, so the restarted worker consumes the event again.
+        if not crashed.is_set() and worker.process is not None:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+            crashed.set()
+
     await producer.start()
+    await listener.add_listener(OUTBOX_CHANNEL, crash)
     try:
-        for _ in range(2):
-            await producer.send_and_wait(
-                cluster.settings.visitor_topic,
-                value=event.to_json(),
-                key=event.key,
-                headers=event.headers,
+        for attempt in range(CRASH_ATTEMPTS):
+            visitor = uid()
+            event = VisitorMessage(
+                project_id=project.id,
+                visitor_uid=visitor,
+                temp_id=str(uuid.uuid4()),
+                content=f"twice {attempt}",
             )
-        # A second copy far behind the first, in a later batch.
-        await dash.wait_for("newMessage", 1)
-        await producer.send_and_wait(
-            cluster.settings.visitor_topic, value=event.to_json(), key=event.key
-        )
+            crashed.clear()
+            await producer.send_and_wait(
+                settings.visitor_topic, value=event.to_json(), key=event.key, headers=event.headers
+            )
+            async with asyncio.timeout(30):
+                await crashed.wait()
+            await asyncio.to_thread(worker.process.wait)  # type: ignore[union-attr]
+            restarted_at = len(worker.output())
+            worker.start()
+            await worker.wait_for_output("[^Worker]: Ready", since=restarted_at)
+            # The same visitor's next message shares the partition, so it is stored after
+            # the redelivered one: once it is shown, the redelivery has been handled.
+            after = VisitorMessage(
+                project_id=project.id,
+                visitor_uid=visitor,
+                temp_id=str(uuid.uuid4()),
+                content=f"after {attempt}",
+            )
+            crashed.set()  # no more kills
+            await producer.send_and_wait(
+                settings.visitor_topic, value=after.to_json(), key=after.key, headers=after.headers
+            )
+            shown = await shown_until(dash, f"after {attempt}")
+            mine = [m for m in shown if m["visitorUid"] == visitor]
+            assert [m["content"] for m in mine] == [f"twice {attempt}", f"after {attempt}"]
+            assert [m["seq"] for m in mine] == [1, 2]
+            if await metric(metrics_port, "parley_agent_duplicates_total") >= 1:
+                break  # the restarted worker consumed the event again and stored nothing
+        else:
+            raise AssertionError(f"no crash in {CRASH_ATTEMPTS} landed before the offset commit")
     finally:
+        await listener.close()
         await producer.stop()
-    await asyncio.sleep(SETTLE * 2)
-
-    assert len(dash.payloads("newMessage")) == 1
     async with engine.connect() as conn:
-        stored = (await conn.execute(sa.select(messages.c.content))).scalars().all()
-        left = await conn.scalar(sa.select(sa.func.count()).select_from(outbox))
-    assert stored == ["twice"]
-    assert left == 0
+        stored = (await conn.execute(sa.select(messages.c.temp_id))).scalars().all()
+    assert len(stored) == len(set(stored)) == 2 * (attempt + 1)
+    assert len(set(ids(dash.payloads("newMessage")))) == len(dash.payloads("newMessage"))
     await dash.close()
 
 
-async def test_relay_killed_mid_batch_loses_and_duplicates_nothing(
+RELAY_BATCH = 1_000  # rows the first relay claims: publishing them outlasts the kill
+
+
+async def drain(pubsub: aioredis.client.PubSub, *, quiet: float = 1.0) -> list[int]:
+    """Event ids of everything published until the channel is quiet for ``quiet`` s."""
+    seen = []
+    while message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=quiet):
+        seen.append(json.loads(message["data"])["eventId"])
+    return seen
+
+
+async def test_relay_killed_between_publish_and_delete_republishes_and_shows_once(
     cluster: Cluster, directory: Directory, signer: TokenSigner, engine: AsyncEngine
 ) -> None:
     project, agent = await project_with_agent(directory, email="a@acme.test")
     url = await cluster.gateway()
     dash = await clients.dashboard(url, signer.issue(agent.id), project.id)
-    total = 300
+    total = 1_200
     visitors = [uid() for _ in range(3)]
     store = MessageStore(engine=engine)
     for i in range(total // len(visitors)):
@@ -172,28 +232,36 @@ async def test_relay_killed_mid_batch_loses_and_duplicates_nothing(
     watcher = aioredis.Redis.from_url(settings.redis_url)
     pubsub = watcher.pubsub()
     await pubsub.subscribe(settings.events_channel)
-    relay = await cluster.relay("relay-1")
-    # SIGKILL as soon as the first event of the batch reaches Redis.
-    while (await pubsub.get_message(ignore_subscribe_messages=True, timeout=10)) is None:
-        pass
+    relay = await cluster.relay("relay-1", PARLEY_RELAY_BATCH_SIZE=str(RELAY_BATCH))
+    # SIGKILL as soon as the first event of the batch reaches Redis: the relay publishes
+    # the whole batch, then deletes it in the same transaction.
+    first = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30)
+    while first is None:
+        first = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30)
     assert relay.process is not None
     os.killpg(relay.process.pid, signal.SIGKILL)
     relay.process.wait()
-    await pubsub.aclose()
-    await watcher.aclose()
-    pending_after_kill = await Outbox(engine=engine).pending()
-    assert pending_after_kill > 0, "the kill landed after the batch committed"
+    published_before = {json.loads(first["data"])["eventId"], *await drain(pubsub)}
+    async with engine.connect() as conn:
+        pending = set((await conn.execute(sa.select(outbox.c.id))).scalars())
+    in_limbo = published_before & pending
+    # The crash landed between publish and delete: Redis has these, the outbox kept them.
+    assert in_limbo, "the kill landed after the batch committed"
 
     await cluster.relay("relay-2")
     received = await dash.wait_for("newMessage", total, timeout=60)
-    await asyncio.sleep(SETTLE)
-    received = dash.payloads("newMessage")
+    republished = await drain(pubsub)
+    await pubsub.aclose()
+    await watcher.aclose()
+    # The second relay published them again, and the gateway showed each message once.
+    assert in_limbo <= set(republished)
+    # A repeat would have arrived before the last message of its conversation.
     assert len(received) == total
     assert len(set(ids(received))) == total
     by_visitor: dict[str, list[int]] = {}
     for message in received:
         by_visitor.setdefault(message["visitorUid"], []).append(message["seq"])
-    assert all(seqs == list(range(1, 101)) for seqs in by_visitor.values())
+    assert all(seqs == list(range(1, 401)) for seqs in by_visitor.values())
     assert await Outbox(engine=engine).pending() == 0
     await dash.close()
 

@@ -29,6 +29,7 @@ from parley.settings import Settings
 from persistence.directory import Directory
 from persistence.models import messages
 from persistence.outbox import Outbox
+from tests.clients import CONNECT_WAIT
 from tests.factories import project_with_agent, uid
 from tests.servers import Cluster, create_topics
 
@@ -125,7 +126,9 @@ class Widget(ProtocolClient):
 
     async def connect(self, url: str) -> None:
         auth = {"projectId": self.project_id, "visitorUid": self.visitor_uid}
-        await self.client.connect(url, auth=auth, transports=["websocket"])
+        await self.client.connect(
+            url, auth=auth, transports=["websocket"], wait_timeout=CONNECT_WAIT
+        )
         await self.identify()
 
     async def identify(self) -> None:
@@ -160,7 +163,9 @@ class Dashboard(ProtocolClient):
         self.hold(message)
 
     async def connect(self, url: str, token: str) -> None:
-        await self.client.connect(url, auth={"token": token}, transports=["websocket"])
+        await self.client.connect(
+            url, auth={"token": token}, transports=["websocket"], wait_timeout=CONNECT_WAIT
+        )
         joined = await self.call("joinProjectRoom", {"projectId": self.project_id})
         assert joined["status"] == "ok", joined
         await self.catch_up()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from parley.embedded import EmbeddedRedis
 from parley.settings import Settings
@@ -40,7 +42,7 @@ async def test_healthz_and_readyz(gateway_url: str) -> None:
 
 
 async def test_readyz_names_redis_when_it_stops_and_recovers(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     redis_server = EmbeddedRedis(workdir=tmp_path / "redis")
     redis_server.start()
@@ -51,9 +53,15 @@ async def test_readyz_names_redis_when_it_stops_and_recovers(
         ):
             await until_failing(client, [])
             redis_server.stop()
-            down = await client.get("/readyz")
+            with caplog.at_level(logging.WARNING, logger="parley.health"):
+                down = await client.get("/readyz")
             assert down.status_code == 503
+            # Names only: exception text (hosts, ports) is for the logs, not anonymous callers.
+            assert set(down.json()) == {"status", "failing"}
             assert "redis" in down.json()["failing"]
+            assert str(redis_server.port) not in down.text
+            logged = [r for r in caplog.records if getattr(r, "action", "") == "health.failing"]
+            assert any(r.dependency == "redis" and r.error for r in logged)
             # The fan-out subscription notices within a read timeout.
             await until_failing(client, ["fanout", "redis"])
             assert (await client.get("/healthz")).status_code == 200

@@ -24,3 +24,9 @@ def test_malformed_tokens(token: object) -> None:
 def test_secret_never_shows() -> None:
     secret = Secret("hunter2")
     assert "hunter2" not in repr(secret) and "hunter2" not in str(secret)
+
+
+@pytest.mark.parametrize("token", ["a.ÿ", "ÿ.a", "a.\ud800", "\ud800.a", "a.\x00"])
+def test_non_ascii_tokens_are_invalid_not_a_crash(token: str) -> None:
+    with pytest.raises(InvalidToken):
+        TokenSigner(secret=Secret("k"), ttl=100).verify(token)

@@ -54,7 +54,11 @@ async def test_project_id_in_the_query_string_is_accepted(
     client = clients.Recorder(
         clients.socketio.AsyncClient(reconnection=False), ["conversationHistory"]
     )
-    await client.client.connect(f"{gateway_url}?projectId={project.id}", transports=["websocket"])
+    await client.client.connect(
+        f"{gateway_url}?projectId={project.id}",
+        transports=["websocket"],
+        wait_timeout=clients.CONNECT_WAIT,
+    )
     visitor_uid = uid()
     ack = await client.call("identify", {"projectId": project.id, "visitorUid": visitor_uid})
     assert ack == {"ok": True}

@@ -39,8 +39,9 @@ def test_generated_secret_is_kept_and_reused(tmp_path: Path) -> None:
 
 
 def test_configured_secret_wins(tmp_path: Path) -> None:
-    settings = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SECRET": "s3"})
-    assert settings.secret.reveal() == "s3"
+    secret = "s3" * 16
+    settings = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SECRET": secret})
+    assert settings.secret.reveal() == secret
     assert not (tmp_path / "secret.key").exists()
 
 
@@ -53,6 +54,40 @@ def test_require_names_the_missing_url(tmp_path: Path) -> None:
 def test_only_postgres_urls() -> None:
     with pytest.raises(SettingsError):
         to_asyncpg_url("mysql://x/y")
+
+
+@pytest.mark.parametrize("secret", ["", "   ", "s3", "x" * 31, "é" * 15])
+def test_short_or_empty_configured_secret_is_refused(tmp_path: Path, secret: str) -> None:
+    with pytest.raises(SettingsError, match=r"PARLEY_SECRET.*32 bytes"):
+        Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SECRET": secret})
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_a_32_byte_secret_is_enough(tmp_path: Path) -> None:
+    secret = "é" * 16  # 32 bytes in UTF-8
+    settings = Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SECRET": secret})
+    assert settings.secret.reveal() == secret
+
+
+@pytest.mark.parametrize("content", ["", "\n", "short"])
+def test_empty_or_short_secret_file_is_refused(tmp_path: Path, content: str) -> None:
+    (tmp_path / "secret.key").write_text(content)
+    with pytest.raises(SettingsError, match=r"secret\.key"):
+        Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)})
+
+
+def test_socket_transports_default_to_websocket_only(tmp_path: Path) -> None:
+    assert Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path)}).socket_transports == ("websocket",)
+    both = Settings.from_env(
+        {"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SOCKET_TRANSPORTS": " polling , websocket "}
+    )
+    assert both.socket_transports == ("polling", "websocket")
+
+
+@pytest.mark.parametrize("value", ["carrier-pigeon", "websocket,smoke", ","])
+def test_unknown_socket_transports_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="PARLEY_SOCKET_TRANSPORTS"):
+        Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SOCKET_TRANSPORTS": value})
 
 
 def test_abuse_limits_and_trusted_proxies(tmp_path: Path) -> None:

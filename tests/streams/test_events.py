@@ -58,6 +58,29 @@ def test_values_no_gateway_would_produce_are_invalid(raw: bytes | None) -> None:
         VisitorMessage.from_json(raw)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"content": "lone \ud800"},
+        {"session_metadata": {"referrer": "\udfff"}},
+        {"session_metadata": {"n": float("nan")}},
+        {"visitor_uid": "\ud800"},
+    ],
+)
+def test_unencodable_events_raise_invalid_event(fields: dict[str, object]) -> None:
+    values: dict[str, object] = {
+        "project_id": 3,
+        "visitor_uid": "v-1",
+        "temp_id": str(uuid.uuid4()),
+        "content": "hi",
+        **fields,
+    }
+    event = VisitorMessage(**values)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent):
+        event.to_json()
+        _ = event.key
+
+
 def visitor_value(**fields: object) -> dict[str, object]:
     return {
         "projectId": 3,

@@ -1,90 +1,26 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>Parley · agent dashboard demo</title>
-<style>
-  :root { --accent: #2563eb; --muted: #6b7280; --line: #e5e7eb; --bad: #b91c1c; }
-  * { box-sizing: border-box; }
-  body { margin: 0; height: 100vh; display: flex; flex-direction: column; font: 14px/1.45 system-ui, sans-serif; color: #111827; background: #f9fafb; }
-  header { display: flex; flex-wrap: wrap; align-items: center; gap: 12px; padding: 10px 16px; background: #111827; color: #fff; }
-  header h1 { margin: 0 12px 0 0; font-size: 16px; }
-  header form { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; } header label { font-size: 12px; color: #d1d5db; }
-  header input { padding: 5px 8px; border-radius: 6px; border: 1px solid #374151; font: inherit; } #token { width: 280px; } #project { width: 70px; }
-  header button, .reply button { padding: 5px 14px; border: 0; border-radius: 6px; background: var(--accent); color: #fff; font: inherit; cursor: pointer; }
-  .reply button:disabled { background: #9ca3af; cursor: default; }
-  #status { padding: 5px 16px; font-size: 12px; color: var(--muted); border-bottom: 1px solid var(--line); background: #fff; }
-  #status.ok { color: #047857; } #status.warn { color: #b45309; } #status.error { color: var(--bad); }
-  main { flex: 1; display: grid; grid-template-columns: 300px 1fr; min-height: 0; }
-  aside { border-right: 1px solid var(--line); overflow-y: auto; background: #fff; } aside ul { list-style: none; margin: 0; padding: 0; }
-  aside button { display: block; width: 100%; padding: 10px 14px; border: 0; border-bottom: 1px solid var(--line);
-                 background: none; text-align: left; font: inherit; cursor: pointer; }
-  aside button:hover { background: #f3f4f6; } aside button.selected { background: #eff6ff; box-shadow: inset 3px 0 var(--accent); }
-  .uid { font-weight: 600; display: flex; justify-content: space-between; gap: 8px; word-break: break-all; }
-  .closed .uid { color: var(--muted); font-weight: 400; } .who { display: flex; align-items: center; min-width: 0; }
-  .dot { width: 9px; height: 9px; border-radius: 50%; background: #9ca3af; margin-right: 6px; flex: none; } .dot.on { background: #16a34a; }
-  .badge { background: var(--accent); color: #fff; border-radius: 10px; padding: 0 7px; font-size: 11px; height: 18px; }
-  .snippet { color: var(--muted); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; } .snippet.typing { font-style: italic; color: #047857; }
-  .empty { color: var(--muted); padding: 16px; }
-  section { display: flex; flex-direction: column; min-height: 0; }
-  .head { display: flex; align-items: center; gap: 8px; padding-right: 12px; border-bottom: 1px solid var(--line); background: #fff; }
-  #conv-title { flex: 1; margin: 0; padding: 10px 16px; font-size: 14px; word-break: break-all; }
-  .head button, #earlier { font: inherit; font-size: 12px; padding: 3px 10px; cursor: pointer; } #earlier { align-self: center; }
-  #viewing { margin: 0; padding: 4px 16px; font-size: 12px; color: var(--muted); background: #fff; border-bottom: 1px solid var(--line); word-break: break-all; }
-  #thread { flex: 1; overflow-y: auto; padding: 12px 16px; display: flex; flex-direction: column; gap: 8px; }
-  .msg { max-width: 70%; align-self: flex-start; } .msg.agent { align-self: flex-end; text-align: right; }
-  .bubble { display: inline-block; padding: 8px 12px; border-radius: 12px; background: #fff; border: 1px solid var(--line);
-            white-space: pre-wrap; word-wrap: break-word; text-align: left; }
-  .agent .bubble { background: var(--accent); color: #fff; border-color: var(--accent); } .pending .bubble { opacity: .65; }
-  .meta { font-size: 11px; color: var(--muted); margin-top: 2px; } .failed .meta { color: var(--bad); } .meta .read { color: var(--accent); font-weight: 600; }
-  .meta button { margin-left: 6px; font-size: 11px; padding: 1px 8px; cursor: pointer; }
-  #typing { min-height: 18px; margin: 0; padding: 0 16px; font-size: 12px; font-style: italic; color: var(--muted); }
-  .reply { border-top: 1px solid var(--line); padding: 10px 16px; background: #fff; } .reply div { display: flex; gap: 8px; }
-  .reply textarea { flex: 1; height: 42px; resize: none; padding: 8px; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
-</style>
-</head>
-<body>
-<header>
-  <h1>Parley dashboard</h1>
-  <form id="login">
-    <label for="token">Token</label>
-    <input id="token" type="password" autocomplete="off" placeholder="agent token" required>
-    <label for="project">Project</label>
-    <input id="project" type="number" min="1" step="1" required>
-    <button type="submit">Connect</button>
-  </form>
-</header>
-<div id="status">Enter an agent token (printed by <code>parley run</code> or <code>parley agent create</code>) and a project id.</div>
-<main>
-  <aside><ul id="conversations"></ul><p class="empty" id="no-convs">No conversations yet. New visitor messages appear here live.</p></aside>
-  <section>
-    <div class="head"><h2 id="conv-title">No conversation selected</h2><button type="button" id="close" hidden>Close conversation</button></div>
-    <p id="viewing" hidden></p>
-    <div id="thread" aria-live="polite"></div>
-    <p id="typing" aria-live="polite"></p>
-    <form class="reply" id="reply-form">
-      <div><textarea id="reply" maxlength="5000" disabled placeholder="Reply to the visitor… (Enter to send, Shift+Enter for a new line)"></textarea><button type="submit" id="send" disabled>Send</button></div>
-    </form>
-  </section>
-</main>
-<script src="socket.io.min.js"></script>
-<script>
+// Parley's agent dashboard (/dashboard). Plain JavaScript over the vendored Socket.IO
+// client (global `io`, loaded before this file). Elements are built with textContent,
+// never innerHTML: message content comes from visitors.
 (() => {
   "use strict";
-  const ACK_TIMEOUT = 10000;
+  const ACK_TIMEOUT = 10000; // ms to wait for an ack
+  const SYNC_PAGES = 100; // sync answers to follow before giving up on one catch-up
+  const LIST_PAGE = 20; // conversations per page of the list
+  const READ_DEBOUNCE = 400; // ms: a burst of visitor messages costs one PATCH
   const [TOKEN_KEY, PROJECT_KEY] = ["parley.dashboardToken", "parley.dashboardProject"];
   const RANK = { sent: 0, delivered: 1, read: 2 }; // an agent message's status only moves forward
   const params = new URLSearchParams(location.search);
   const server = params.get("server") || location.origin;
   const $ = (id) => document.getElementById(id);
-  const load = (key) => { try { return localStorage.getItem(key); } catch { return null; } };
-  const save = (key, value) => { try { localStorage.setItem(key, value); } catch { /* storage blocked */ } };
-  // Elements are built with textContent, never innerHTML: message content comes from visitors.
+  // The token lives in sessionStorage: it ends with the tab, it is not shared with other tabs.
+  const load = (key) => { try { return sessionStorage.getItem(key); } catch { return null; } };
+  const save = (key, value) => { try { sessionStorage.setItem(key, value); } catch { /* storage blocked */ } };
   const el = (tag, className = "", text = null) => Object.assign(document.createElement(tag), { className }, text == null ? {} : { textContent: text });
   const wrap = (node, ...children) => { node.append(...children); return node; };
-  const setStatus = (text, kind = "") => Object.assign($("status"), { textContent: text, className: kind });
+  const setStatus = (text, state = null, kind = "") => {
+    Object.assign($("status"), { textContent: text, className: kind });
+    if (state) $("status").dataset.state = state;
+  };
   const visible = () => document.visibilityState === "visible";
 
   $("token").value = params.get("token") || load(TOKEN_KEY) || "";
@@ -94,7 +30,7 @@
     history.replaceState(null, "", location.pathname + (params.toString() ? `?${params}` : "") + location.hash);
   }
 
-  function uuid() { // crypto.randomUUID exists only on secure origins (https, localhost): else a hand-made v4 UUID
+  function uuid() {
     if (crypto.randomUUID) return crypto.randomUUID();
     const b = crypto.getRandomValues(new Uint8Array(16));
     [b[6], b[8]] = [(b[6] & 0x0f) | 0x40, (b[8] & 0x3f) | 0x80];
@@ -102,22 +38,22 @@
     return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20)].join("-");
   }
 
-  let socket = null, token = "", projectId = 0, joined = false, cursor = null, selected = null;
-  let syncing = null; // the catch-up walk in progress: one at a time; a request meanwhile runs once after it
+  let socket = null, token = "", projectId = 0, joined = false, cursor = null, selected = null, syncing = null;
   let conversations = new Map(); // id -> {id, visitorUid, status, unread, snippet, lastAt, lastSeq, messages: Map(id -> message), …}
   let online = new Map();        // visitorUid -> isOnline, from visitorStatusChanged
-  let replies = new Map();       // tempId -> a reply not stored yet: {tempId, conversationId, content, state, error, retryAt}
+  let replies = new Map();       // tempId -> a reply not stored yet
+  let listCursor = null, listDone = false, listLoading = false;
+  const filter = () => $("filter").value;
 
   function conv(id, uid) {
     const c = conversations.get(id) || { id, status: "open", unread: 0, snippet: "", lastAt: 0, lastSeq: 0, messages: new Map(),
-                                         deliveredUpTo: 0, readUpTo: 0, url: null, typing: false, draft: "" };
+      deliveredUpTo: 0, readUpTo: 0, url: null, typing: false, draft: "", visitor: null };
     conversations.set(id, c);
     c.visitorUid ||= uid;
     return c;
   }
   const seqs = (c) => [...c.messages.values()].map((m) => m.seq);
 
-  /** Merge a stored message by id; true when it is new here. */
   function addMessage(m) {
     if (!m || m.id == null || m.conversationId == null) return false;
     const c = conv(m.conversationId, m.visitorUid);
@@ -129,21 +65,19 @@
     }
     if (old && (RANK[old.status] ?? 0) > (RANK[status] ?? 0)) status = old.status;
     c.messages.set(m.id, { ...m, status });
-    if (m.tempId) replies.delete(m.tempId); // reconciled: the reply is stored
+    if (m.tempId) replies.delete(m.tempId);
     if (m.seq >= c.lastSeq) Object.assign(c, { lastSeq: m.seq, snippet: m.content, lastAt: Date.parse(m.createdAt) || Date.now() });
     return !old;
   }
 
-  /** Merge a conversation item (from sync or a PATCH answer) by id. */
   function mergeItem(item) {
     if (!item || item.id == null) return;
     const c = conv(item.id, item.visitor && item.visitor.uid);
     Object.assign(c, { status: item.status || c.status, unread: item.unreadCount ?? c.unread });
     if ((item.lastSeq ?? 0) >= c.lastSeq) {
       Object.assign(c, { lastSeq: item.lastSeq ?? 0, snippet: item.lastMessageSnippet || c.snippet,
-                         lastAt: Date.parse(item.lastMessageAt || item.updatedAt) || c.lastAt });
+        lastAt: Date.parse(item.lastMessageAt || item.updatedAt) || c.lastAt });
     }
-    // Receipts that changed while this dashboard was away.
     if (item.visitorDeliveredSeq) receipt({ conversationId: item.id, upToSeq: item.visitorDeliveredSeq }, "delivered");
     if (item.visitorReadSeq) receipt({ conversationId: item.id, upToSeq: item.visitorReadSeq }, "read");
   }
@@ -159,7 +93,6 @@
     if (c.id === selected) renderThread();
   }
 
-  // HTTP API, with the same token.
   async function api(path, options = {}) {
     const headers = { Authorization: `Bearer ${token}`, ...(options.body ? { "Content-Type": "application/json" } : {}) };
     const res = await fetch(`${server}/api/projects/${projectId}${path}`, { ...options, headers });
@@ -169,12 +102,42 @@
   }
   const patch = (c, change) => api(`/conversations/${c.id}`, { method: "PATCH", body: JSON.stringify(change) })
     .then((item) => { mergeItem(item); render(); })
-    .catch((err) => setStatus(`could not update conversation ${c.id}: ${err.message}`, "error"));
+    .catch((err) => setStatus(`could not update conversation ${c.id}: ${err.message}`, null, "error"));
   let readTimer = null;
-  function markRead(c, now) { // debounced, so a burst of visitor messages costs one PATCH
+  function markRead(c, now) {
     clearTimeout(readTimer);
-    readTimer = setTimeout(() => { if (selected === c.id) patch(c, { read: true }); }, now ? 0 : 400);
+    readTimer = setTimeout(() => { if (selected === c.id) patch(c, { read: true }); }, now ? 0 : READ_DEBOUNCE);
   }
+
+  // The list pages on scroll, newest activity first, one status at a time.
+  async function loadPage() {
+    if (listLoading || listDone || !token) return;
+    listLoading = true;
+    $("more").hidden = false;
+    const wanted = filter(), project = projectId;
+    try {
+      const query = new URLSearchParams({ status: wanted, limit: String(LIST_PAGE), ...(listCursor ? { cursor: listCursor } : {}) });
+      const page = await api(`/conversations?${query}`);
+      if (wanted !== filter() || project !== projectId) return; // the filter changed meanwhile
+      page.conversations.forEach(mergeItem);
+      listCursor = page.nextCursor;
+      listDone = !listCursor;
+      render();
+    } catch (err) {
+      setStatus(`could not load conversations: ${err.message}`, null, "error");
+    } finally {
+      listLoading = false;
+      $("more").hidden = true;
+    }
+    const pane = $("list-pane"); // a page that does not fill the pane cannot be scrolled: load on
+    if (!listDone && pane.scrollHeight <= pane.clientHeight) loadPage();
+  }
+  function resetList() { [listCursor, listDone] = [null, false]; render(); loadPage(); }
+  $("list-pane").addEventListener("scroll", () => {
+    const pane = $("list-pane");
+    if (pane.scrollHeight - pane.scrollTop - pane.clientHeight < 80) loadPage();
+  });
+  $("filter").addEventListener("change", resetList);
 
   const handlers = {
     newMessage(m) {
@@ -200,7 +163,10 @@
     messagesDelivered(data) { receipt(data, "delivered"); },
     visitorContextUpdated(data) {
       const c = data && data.currentUrl && conversations.get(data.conversationId);
-      if (c) { c.url = data.currentUrl; if (c.id === selected) renderThread(); }
+      if (!c) return;
+      c.url = data.currentUrl;
+      if (c.visitor) c.visitor.pageHistory = [...(c.visitor.pageHistory || []), { url: data.currentUrl, title: "", timestamp: Date.now() }];
+      if (c.id === selected) renderThread();
     },
     visitorIsTyping(data) {
       const c = data && (data.conversationId != null ? conversations.get(data.conversationId)
@@ -214,55 +180,55 @@
     visitorStatusChanged(data) {
       if (data && data.visitorUid != null && (data.projectId ?? projectId) === projectId) { online.set(data.visitorUid, !!data.isOnline); render(); }
     },
+    // The gateway lost its event subscription for a while: catch up on what it missed.
+    resync() { if (socket && socket.connected && joined) sync(socket); },
   };
 
   function connect() {
     token = $("token").value.trim();
     projectId = parseInt($("project").value, 10);
-    if (!token || !(projectId > 0)) return setStatus("Enter a token and a positive project id.", "error");
+    if (!token || !(projectId > 0)) return setStatus("Enter a token and a positive project id.", "idle", "error");
     save(TOKEN_KEY, token);
     save(PROJECT_KEY, String(projectId));
     if (socket) { socket.off(); socket.disconnect(); }
-    [conversations, online, replies, selected, cursor, joined, syncing] = [new Map(), new Map(), new Map(), null, null, false, null];
-    render();
-    setStatus("connecting…");
+    [conversations, online, replies, selected, cursor, joined] = [new Map(), new Map(), new Map(), null, null, false];
+    resetList();
+    setStatus("connecting…", "connecting");
     const s = socket = io(server, { transports: ["websocket"], auth: { token }, forceNew: true });
-    s.on("connect", () => join(s)); // every connect, reconnects included
-    // The gateway's Redis subscription was rebuilt: live events may have been lost meanwhile.
-    s.on("resync", () => { if (joined) { setStatus("the server asked to catch up; syncing…"); sync(s, `project:${projectId}`); } });
+    s.on("connect", () => join(s));
     s.on("disconnect", (reason) => {
       joined = false;
       syncing = null; // the rejoin starts a new walk from the kept cursor
       typingConv = null;
-      for (const r of replies.values()) if (r.state === "sending") { r.attempt++; r.state = "queued"; } // its ack is lost
+      for (const r of replies.values()) if (r.state === "sending") { r.attempt++; r.state = "queued"; }
       renderThread();
-      setStatus(`disconnected (${reason}); reconnecting…`, "warn");
+      setStatus(`offline (${reason}); reconnecting…`, "offline", "warn");
     });
     s.on("connect_error", (err) => {
       const data = err.data || {};
       const retrying = s.active ? "; retrying…" : "";
-      setStatus(`connection error: ${data.message || err.message}${data.code ? ` (${data.code})` : ""}${retrying}`, "error");
+      setStatus(`connection error: ${data.message || err.message}${data.code ? ` (${data.code})` : ""}${retrying}`, "offline", "error");
     });
     for (const [event, handler] of Object.entries(handlers)) s.on(event, handler);
   }
 
   function join(s) {
-    setStatus(`connected; joining project ${projectId}…`);
+    setStatus(`connected; joining project ${projectId}…`, "connecting");
     s.timeout(ACK_TIMEOUT).emit("joinProjectRoom", { projectId }, (err, ack) => {
       if (s !== socket || !s.connected) return;
-      if (err || !ack || ack.status !== "ok") { // "Forbidden" is final; a timeout or an outage is worth another try
+      if (err || !ack || ack.status !== "ok") {
         const why = err ? "no answer from the server" : (ack && ack.message) || "unexpected answer";
-        setStatus(`could not join project ${projectId}: ${why}${why === "Forbidden" ? "" : "; retrying in 5 s"}`, "error");
+        setStatus(`could not join project ${projectId}: ${why}${why === "Forbidden" ? "" : "; retrying in 5 s"}`, "offline", "error");
         return why === "Forbidden" || setTimeout(() => { if (s === socket && s.connected && !joined) join(s); }, 5000);
       }
       joined = true;
-      setStatus(`joined ${ack.roomName}; catching up…`);
-      sync(s, ack.roomName);
+      sync(s);
     });
   }
 
+  /** Catch up (after every connect and on resync): `sync` pages until hasMore is false. */
   /** The highest seq held with none missing below it: a gap (events lost while the gateway
-   *  resubscribed to Redis) is asked for again. */
+   *  resubscribed) is asked for again. */
   function contiguousSeq(c) {
     const have = new Set(seqs(c));
     let seq = Math.min(...have);
@@ -270,60 +236,47 @@
     return seq;
   }
 
-  /** Catch up on what this page missed (offline, or its gateway lost Redis): after every connect
-   *  and on `resync`. Pages: while hasMore, ask again with the returned cursor and the same lastSeqs. */
-  function sync(s, room) {
-    if (syncing) { syncing.again = true; return; }
+  function sync(s) {
+    if (syncing && syncing.socket === s) { syncing.again = true; return; } // one walk at a time
+    const run = syncing = { socket: s, again: false };
     const lastSeqs = {};
     const known = [...conversations.values()].filter((c) => c.messages.size).sort((a, b) => b.lastAt - a.lastAt);
     for (const c of known.slice(0, 1000)) lastSeqs[c.id] = contiguousSeq(c);
-    syncing = { again: false, pages: 0, conversations: new Set() };
-    page(s, room, lastSeqs, cursor, syncing);
+    setStatus("online; catching up…", "connecting");
+    let pages = 0, total = 0;
+    const page = (since) => {
+      s.timeout(ACK_TIMEOUT).emit("sync", { projectId, lastSeqs, ...(since ? { since } : {}) }, (err, res) => {
+        if (s !== socket || !s.connected || run !== syncing) return;
+        if (err || !res || res.ok === false || !Array.isArray(res.conversations)) {
+          const why = err ? "no answer from the server" : (res && res.error && res.error.message) || "unexpected answer";
+          setStatus(`catch-up failed: ${why}; retrying in 5 s`, "connecting", "error");
+          return setTimeout(() => { if (s === socket && s.connected && run === syncing) page(since); }, 5000);
+        }
+        res.conversations.forEach(mergeItem);
+        for (const list of Object.values(res.messages || {})) list.forEach(addMessage);
+        total += res.conversations.length;
+        render();
+        if (res.hasMore && res.cursor && ++pages < SYNC_PAGES) return page(res.cursor);
+        cursor = res.cursor || cursor; // the last answer's cursor is the next catch-up's start
+        syncing = null;
+        if (run.again) return sync(s); // a resync came while this walk ran
+        setStatus(`online: project ${projectId}; caught up (${total} conversation(s) changed)`, "online", "ok");
+        const c = conversations.get(selected);
+        if (c && c.unread && visible()) markRead(c);
+        for (const r of replies.values()) if (r.state === "queued") sendReply(r);
+        renderThread();
+      });
+    };
+    page(cursor);
   }
 
-  function page(s, room, lastSeqs, since, walk) {
-    const body = { projectId, lastSeqs, ...(since ? { since } : {}) };
-    s.timeout(ACK_TIMEOUT).emit("sync", body, (err, res) => {
-      if (walk !== syncing) return; // abandoned: the socket dropped, a new walk follows the rejoin
-      if (s !== socket || !s.connected) { syncing = null; return; }
-      if (err || !res || res.ok === false || !Array.isArray(res.conversations)) {
-        const why = err ? "no answer from the server" : (res && res.error && res.error.message) || "unexpected answer";
-        setStatus(`sync failed: ${why}; retrying in 5 s`, "error");
-        // Retry this page: its `since` is where the walk stands.
-        return setTimeout(() => {
-          if (walk !== syncing) return;
-          if (s === socket && s.connected) page(s, room, lastSeqs, since, walk); else syncing = null;
-        }, 5000);
-      }
-      res.conversations.forEach(mergeItem);
-      for (const list of Object.values(res.messages || {})) list.forEach(addMessage);
-      syncing.pages++;
-      res.conversations.forEach((c) => syncing.conversations.add(c.id));
-      render();
-      if (res.hasMore) {
-        setStatus(`catching up: page ${syncing.pages}, ${syncing.conversations.size} conversation(s) so far…`);
-        return page(s, room, lastSeqs, res.cursor, walk); // the same lastSeqs for the whole walk
-      }
-      cursor = res.cursor; // only the last answer's cursor is kept for the next catch-up
-      const again = syncing.again;
-      setStatus(`live: ${room}; synced ${syncing.conversations.size} conversation(s) in ${syncing.pages} page(s)`, "ok");
-      syncing = null;
-      const c = conversations.get(selected);
-      if (c && c.unread && visible()) markRead(c);
-      for (const r of replies.values()) if (r.state === "queued") sendReply(r);
-      render();
-      if (again) sync(s, room);
-    });
-  }
-
-  // Replies are shown at once and reconciled with the stored message by tempId (messageSent / newMessage).
   function sendReply(r) {
     if (!socket || !socket.connected || !joined) { r.state = "queued"; return renderThread(); }
     const attempt = ++r.attempt;
     Object.assign(r, { state: "sending", error: null, retryAt: 0 });
     renderThread();
     socket.timeout(ACK_TIMEOUT).emit("sendReply", { conversationId: r.conversationId, content: r.content, tempId: r.tempId }, (err, ack) => {
-      if (attempt !== r.attempt || !replies.has(r.tempId)) return; // superseded, or already stored
+      if (attempt !== r.attempt || !replies.has(r.tempId)) return;
       if (!err && ack && ack.ok) { r.state = "accepted"; return renderThread(); }
       const error = err ? { message: "no answer from the server" } : (ack && ack.error) || { message: "unexpected answer" };
       const retryAt = error.code === "rate_limited" && error.retryAfter ? Date.now() + error.retryAfter * 1000 : 0;
@@ -333,7 +286,7 @@
   }
 
   let typingConv = null, typingAt = 0, typingIdle = null;
-  function agentTyping(on) { // at most one "true" a second; "false" after 2 s idle, on send, or on switching
+  function agentTyping(on) {
     clearTimeout(typingIdle);
     if (!socket || !socket.connected) { typingConv = null; return; }
     if (typingConv != null && (!on || typingConv !== selected)) {
@@ -356,27 +309,57 @@
     render();
     $("thread").scrollTop = $("thread").scrollHeight;
     markRead(c, true);
-    if (!c.url && c.status === "open" && c.visitorUid) { // the page the visitor was on before we looked
+    if (c.lastSeq > 0 && (!c.messages.size || Math.min(...seqs(c)) > 1) && c.messages.size < 50) loadEarlier(c, c.messages.size ? Math.min(...seqs(c)) : c.lastSeq + 1);
+    if (c.visitorUid) {
       api(`/visitors/${encodeURIComponent(c.visitorUid)}`).then((v) => {
+        c.visitor = v;
         const last = (v.pageHistory || []).at(-1);
-        if (last && last.url && !c.url) { c.url = last.url; if (c.id === selected) renderThread(); }
+        if (last && last.url && !c.url) c.url = last.url;
+        if (c.id === selected) renderThread();
       }).catch(() => {});
     }
   }
 
+  const ago = (t) => {
+    if (!t) return "";
+    const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+    return s < 60 ? "now" : s < 3600 ? `${Math.floor(s / 60)} min` : s < 86400 ? `${Math.floor(s / 3600)} h` : new Date(t).toLocaleDateString();
+  };
+
   function render() {
-    const list = [...conversations.values()].sort((a, b) => b.lastAt - a.lastAt || b.id - a.id);
+    const list = [...conversations.values()].filter((c) => c.status === filter()).sort((a, b) => b.lastAt - a.lastAt || b.id - a.id);
     $("no-convs").hidden = list.length > 0;
     $("conversations").replaceChildren(...list.map((c) => {
       const isOnline = online.get(c.visitorUid);
       const dot = Object.assign(el("span", `dot${isOnline ? " on" : ""}`), { title: isOnline ? "online" : "offline, or not heard of yet" });
-      const who = wrap(el("span", "who"), dot, `${c.visitorUid || `conversation ${c.id}`}${c.status === "closed" ? " (closed)" : ""}`);
-      const uid = wrap(el("div", "uid"), who, ...(c.unread ? [el("span", "badge", c.unread)] : []));
+      const who = wrap(el("span", "who"), dot, c.visitorUid || `conversation ${c.id}`);
+      const uid = wrap(el("div", "uid"), who, el("span", "when", ago(c.lastAt)), ...(c.unread ? [el("span", "badge", c.unread)] : []));
       const snippet = c.typing ? el("div", "snippet typing", "typing…") : el("div", "snippet", c.snippet);
       const button = Object.assign(el("button", `${c.id === selected ? "selected" : ""} ${c.status}`), { type: "button", onclick: () => open(c) });
+      button.dataset.conversationId = c.id;
       return wrap(el("li"), wrap(button, uid, snippet));
     }));
     renderThread();
+  }
+
+  function renderDetails(c) {
+    const box = $("details");
+    if (!c) return box.replaceChildren(el("p", "empty", "Select a conversation to see the visitor's details and pages."));
+    const v = c.visitor || {};
+    const meta = v.sessionMetadata || {};
+    const dl = el("dl");
+    const row = (k, value) => value && dl.append(el("dt", "", k), el("dd", "", String(value)));
+    row("Visitor", c.visitorUid);
+    row("Status", online.get(c.visitorUid) ? "online" : "offline");
+    row("First seen", v.createdAt && new Date(v.createdAt).toLocaleString());
+    row("Last seen", v.lastSeenAt && new Date(v.lastSeenAt).toLocaleString());
+    row("Landing page", meta.landingPage);
+    row("Referrer", meta.referrer);
+    const pages = (v.pageHistory || []).slice(-20).reverse();
+    const ol = el("ol");
+    ol.id = "pages";
+    for (const p of pages) ol.append(el("li", "", [p.title, p.url].filter(Boolean).join(" · ")));
+    box.replaceChildren(el("h3", "", "Visitor"), dl, el("h3", "", "Pages"), pages.length ? ol : el("p", "empty", "No pages yet."));
   }
 
   let tick = null;
@@ -388,6 +371,7 @@
     $("viewing").hidden = !(c && c.url);
     $("viewing").textContent = c && c.url ? `Now viewing: ${c.url}` : "";
     $("typing").textContent = c && c.typing ? "Visitor is typing…" : "";
+    renderDetails(c);
     if (!c) return thread.replaceChildren();
     $("close").textContent = c.status === "closed" ? "Reopen" : "Close conversation";
     const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 40;
@@ -398,14 +382,15 @@
       const when = m.createdAt ? new Date(m.createdAt).toLocaleTimeString() : "";
       const meta = el("div", "meta", [`#${m.seq}`, agent ? m.agentName || "agent" : "visitor", when].filter(Boolean).join(" · "));
       if (agent) meta.append(m.status === "read" ? el("span", "read", " · read ✓✓") : ` · ${m.status === "delivered" ? "delivered ✓✓" : "sent ✓"}`);
-      rows.push(wrap(el("div", `msg ${agent ? "agent" : "visitor"}`), el("div", "bubble", m.content), meta));
+      const row = wrap(el("div", `msg ${agent ? "agent" : "visitor"}`), el("div", "bubble", m.content), meta);
+      row.dataset.seq = m.seq;
+      rows.push(row);
     }
     let countdown = false;
     for (const r of [...replies.values()].filter((x) => x.conversationId === c.id)) {
-      const meta = el("div", "meta", r.state === "failed" ? `failed: ${r.error}` : r.state === "queued" ? "queued: waiting for the connection" : r.state);
+      const meta = el("div", "meta", r.state === "failed" ? `failed: ${r.error}` : r.state === "queued" ? "queued: waiting for the connection" : "sending…");
       if (r.state === "failed") {
         const wait = Math.ceil((r.retryAt - Date.now()) / 1000);
-        // The same tempId: the reply is stored once however often it is sent.
         meta.append(Object.assign(el("button", "", wait > 0 ? `Retry in ${wait}s` : "Retry"), { type: "button", disabled: wait > 0, onclick: () => sendReply(r) }));
         countdown ||= wait > 0;
       }
@@ -421,8 +406,15 @@
     const thread = $("thread"), fromBottom = thread.scrollHeight - thread.scrollTop;
     (body.messages || []).forEach(addMessage);
     renderThread();
-    if (c.id === selected) thread.scrollTop = thread.scrollHeight - fromBottom; // keep the view still
-  }).catch((err) => setStatus(`could not load earlier messages: ${err.message}`, "error"));
+    if (c.id === selected) thread.scrollTop = thread.scrollHeight - fromBottom;
+  }).catch((err) => setStatus(`could not load earlier messages: ${err.message}`, null, "error"));
+  $("thread").addEventListener("scroll", () => { // pages back in history as the agent scrolls up
+    const c = conversations.get(selected);
+    if (c && $("thread").scrollTop < 40 && c.messages.size && Math.min(...seqs(c)) > 1 && !c.loadingEarlier) {
+      c.loadingEarlier = true;
+      loadEarlier(c, Math.min(...seqs(c))).finally(() => { c.loadingEarlier = false; });
+    }
+  });
 
   $("reply-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -447,9 +439,9 @@
     const c = conversations.get(selected);
     if (c && c.unread && visible()) markRead(c, true);
   });
+  // The browser knows it lost the network before the socket's heartbeat does.
+  addEventListener("offline", () => { if (socket && socket.connected) socket.io.engine.close(); });
+  setInterval(() => { if (conversations.size) render(); }, 60000); // "3 min" ages
   $("login").addEventListener("submit", (ev) => { ev.preventDefault(); connect(); });
   if ($("token").value) connect();
 })();
-</script>
-</body>
-</html>
