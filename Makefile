@@ -10,7 +10,7 @@ STAMP := $(VENV)/.parley-installed
 CHROMIUM ?= /usr/bin/chromium
 export PARLEY_CHROMIUM := $(CHROMIUM)
 
-.PHONY: install run test lint format typecheck unit e2e browser chromium bench faults bench-soak bench-idle bench-broker clean
+.PHONY: install run test lint format typecheck unit e2e browser chromium bench bench-stages faults bench-soak bench-idle bench-broker clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Parley needs Python >= 3.11 (python3 on PATH)"; exit 1; }
@@ -54,8 +54,13 @@ e2e: install
 browser: install chromium
 	$(BIN)/pytest -m browser
 
+## The whole path under load; e.g. make bench BENCH="--max --window 200 --json out.json"
 bench: install
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH)
+
+## Each stage alone (agent, relay, fan-out, 5,000 sockets); e.g. make bench-stages STAGES="--only relay"
+bench-stages: install
+	$(BIN)/python -m tests.bench.stages $(STAGES)
 
 ## The fault suite (docs/reliability.md); e.g. make faults FAULTS="--rate 300 --json out.json"
 faults: install

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from parley import loops
 from parley.logs import configure_logging
 from parley.settings import Settings, SettingsError
 
@@ -197,7 +198,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from persistence.relay import run_relay
 
     settings.require("database_url", "redis_url")
-    asyncio.run(run_relay(settings))
+    loops.run(run_relay(settings))
     return 0
 
 

@@ -41,7 +41,7 @@ DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # seconds
 DEFAULT_PRESENCE_TTL = 25.0
 DEFAULT_TYPING_TIMEOUT = 5.0  # seconds a typing flag lasts without an update
 DEFAULT_RELAY_POLL_INTERVAL = 1.0  # seconds
-DEFAULT_RELAY_BATCH_SIZE = 200  # outbox rows per claim
+DEFAULT_RELAY_BATCH_SIZE = 1000  # outbox rows per claim
 DEFAULT_RELAY_MAX_ATTEMPTS = 5  # publish failures before a row is parked
 # Seven days is enough to replay a worker's outage; the dead-letter topic keeps
 # events long enough for someone to notice, fix and replay them.

@@ -80,34 +80,39 @@ INSERT_MESSAGES = sa.text(
     """
 )
 
-UPDATE_CONVERSATIONS = sa.text(
+# The summary, the outbox rows and the NOTIFY in one round trip. Data-modifying
+# CTEs always run to completion; the messages they join were inserted by the
+# batch's previous statement. Outbox rows are fed in seq order, so outbox ids
+# follow seq within a conversation. NOTIFY is delivered at commit.
+SUMMARIZE_AND_RECORD = sa.text(
     """
-    UPDATE conversations c
-    SET last_seq = u.last_seq,
-        last_message_id = m.id,
-        last_message_at = m.created_at,
-        last_message_snippet = left(m.content, :snippet_length),
-        unread_count = c.unread_count + u.unread,
-        session_metadata = COALESCE(CAST(u.metadata AS jsonb), c.session_metadata),
-        updated_at = now()
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:last_seqs AS integer[]),
-                CAST(:message_ids AS bigint[]), CAST(:unread AS integer[]),
-                CAST(:metadata AS text[]))
-        AS u(id, last_seq, message_id, unread, metadata)
-    JOIN messages m ON m.id = u.message_id
-    WHERE c.id = u.id
+    WITH summary AS (
+        UPDATE conversations c
+        SET last_seq = u.last_seq,
+            last_message_id = m.id,
+            last_message_at = m.created_at,
+            last_message_snippet = left(m.content, :snippet_length),
+            unread_count = c.unread_count + u.unread,
+            session_metadata = COALESCE(CAST(u.metadata AS jsonb), c.session_metadata),
+            updated_at = now()
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:last_seqs AS integer[]),
+                    CAST(:message_ids AS bigint[]), CAST(:unread AS integer[]),
+                    CAST(:metadata AS text[]))
+            AS u(id, last_seq, message_id, unread, metadata)
+        JOIN messages m ON m.id = u.message_id
+        WHERE c.id = u.id
+        RETURNING c.id
+    ),
+    recorded AS (
+        INSERT INTO outbox (conversation_id, event_type, payload)
+        SELECT t.conversation_id, :event_type, CAST(t.payload AS jsonb)
+        FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:payloads AS text[]))
+            WITH ORDINALITY AS t(conversation_id, payload, ord)
+        ORDER BY t.ord
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM summary) AS summarized,
+           (SELECT count(*) FROM recorded) AS recorded,
+           pg_notify(:channel, '')
     """
 )
-
-# Rows are fed in seq order, so outbox ids follow seq within a conversation.
-INSERT_OUTBOX = sa.text(
-    """
-    INSERT INTO outbox (conversation_id, event_type, payload)
-    SELECT t.conversation_id, :event_type, CAST(t.payload AS jsonb)
-    FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:payloads AS text[]))
-        WITH ORDINALITY AS t(conversation_id, payload, ord)
-    ORDER BY t.ord
-    """
-)
-
-NOTIFY = sa.text("SELECT pg_notify(:channel, '')")

@@ -26,14 +26,20 @@ def create_engine(
     pool_size: int = POOL_SIZE,
     max_overflow: int = POOL_OVERFLOW,
     pool_timeout: float = POOL_TIMEOUT,
+    pre_ping: bool = True,
 ) -> AsyncEngine:
-    """An async engine on asyncpg; pre-ping drops connections a restart killed."""
+    """An async engine on asyncpg; pre-ping drops connections a restart killed.
+
+    ``pre_ping=False`` saves a round trip per checkout, for a caller that retries
+    a failed unit of work anyway: the error a dead connection raises invalidates
+    the pool, and the retry gets fresh connections.
+    """
     return create_async_engine(
         to_asyncpg_url(database_url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT},
     )
 

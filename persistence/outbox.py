@@ -11,9 +11,8 @@ reordered.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,6 +42,39 @@ class Publisher(Protocol):
     """Where relayed events go (a Redis channel in production)."""
 
     async def publish(self, message: str) -> None: ...
+
+
+@runtime_checkable
+class BatchPublisher(Publisher, Protocol):
+    """A publisher that takes a whole round at once; a failure is an outage (raise
+    :class:`PublishUnavailable`), and the round is retried: receivers drop repeats."""
+
+    async def publish_many(self, messages: Sequence[str]) -> None: ...
+
+
+async def _publish_each(
+    publisher: Publisher, rows: Sequence[Any]
+) -> tuple[list[int], list[tuple[Any, str]], int]:
+    """One publish per row: the ids published, the rows that failed, the rows held back."""
+    published: list[int] = []
+    failures: list[tuple[Any, str]] = []
+    blocked: set[int] = set()
+    skipped = 0
+    for row in rows:
+        if row.conversation_id in blocked:
+            skipped += 1
+            continue
+        try:
+            await publisher.publish(row.body)
+        except PublishUnavailable:
+            raise
+        except Exception as exc:
+            failures.append((row, f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH]))
+            # Later events of this conversation must not overtake this one.
+            blocked.add(row.conversation_id)
+            continue
+        published.append(row.id)
+    return published, failures, skipped
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,14 +115,55 @@ async def record_events(
     await conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
-def encode_event(row: Any) -> str:
-    """The wire form of a relayed event; ``eventId`` lets receivers drop repeats."""
-    body = {"eventId": row.id, "conversationId": row.conversation_id, **row.payload}
-    return json.dumps(body, separators=(",", ":"))
+# One statement claims a batch and says which rows may go out now. A claimed row
+# may go unless an earlier pending row of its conversation is not ours (another
+# relay holds it): per conversation, ``stop_at`` is the first such row. The wire
+# form is built here too, so the relay never decodes and re-encodes a payload.
+# The claim is narrow (no payload), and the heads come from one pass over the
+# pending ids up to the last claimed one (the claimed ones, and whatever other
+# relays hold among them), so the cost stays proportional to the batch whatever
+# plan PostgreSQL picks, even before the table was analyzed.
+CLAIM = sa.text(
+    """
+    WITH claimed AS MATERIALIZED (
+        SELECT id, conversation_id, attempts
+        FROM outbox
+        WHERE parked_at IS NULL
+        ORDER BY id
+        LIMIT :batch_size
+        FOR UPDATE SKIP LOCKED
+    ),
+    heads AS (
+        SELECT o.conversation_id, min(o.id) AS stop_at
+        FROM outbox o
+        WHERE o.parked_at IS NULL
+          AND o.id <= (SELECT max(id) FROM claimed)
+          AND o.conversation_id IN (SELECT conversation_id FROM claimed)
+          AND o.id NOT IN (SELECT id FROM claimed)
+        GROUP BY o.conversation_id
+    )
+    SELECT c.id, c.conversation_id, c.attempts,
+           h.stop_at IS NULL OR c.id < h.stop_at AS in_order,
+           CAST(jsonb_build_object('eventId', c.id, 'conversationId', c.conversation_id)
+                || p.payload AS text) AS body
+    FROM claimed c
+    LEFT JOIN heads h ON h.conversation_id = c.conversation_id
+    JOIN outbox p ON p.id = c.id
+    ORDER BY c.id
+    """
+)
+
+DELETE_PUBLISHED = sa.text("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
 
 
 class Outbox:
-    """One relay round at a time; see the module docstring for the ordering rule."""
+    """One relay round at a time; see the module docstring for the ordering rule.
+
+    A publisher with ``publish_many`` (:class:`BatchPublisher`) gets a round's
+    events in one call, one round trip; any failure of it is an outage of the
+    whole round. Other publishers get one ``publish`` per row, and a row whose
+    publish fails is counted against that row (and parked in the end).
+    """
 
     def __init__(self, *, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -99,41 +172,20 @@ class Outbox:
         self, publisher: Publisher, *, batch_size: int, max_attempts: int
     ) -> BatchReport:
         async with wrap_errors(), self._engine.begin() as conn:
-            claimed = (
-                await conn.execute(
-                    sa.select(outbox)
-                    .where(outbox.c.parked_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            claimed = (await conn.execute(CLAIM, {"batch_size": batch_size})).all()
             if not claimed:
                 return BatchReport(claimed=0, published=0, deferred=0, failed=0, parked=0)
-
-            publishable = await self._in_order(conn, claimed)
-
-            published: list[int] = []
+            ready = [row for row in claimed if row.in_order]
+            deferred = len(claimed) - len(ready)
             failures: list[tuple[Any, str]] = []
-            deferred = 0
-            blocked: set[int] = set()
-            for row in claimed:
-                if row.id not in publishable or row.conversation_id in blocked:
-                    deferred += 1
-                    continue
-                try:
-                    await publisher.publish(encode_event(row))
-                except PublishUnavailable:
-                    raise
-                except Exception as exc:
-                    failures.append((row, f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH]))
-                    # Later events of this conversation must not overtake this one.
-                    blocked.add(row.conversation_id)
-                    continue
-                published.append(row.id)
-
+            if isinstance(publisher, BatchPublisher):
+                await publisher.publish_many([row.body for row in ready])
+                published = [row.id for row in ready]
+            else:
+                published, failures, skipped = await _publish_each(publisher, ready)
+                deferred += skipped
             if published:
-                await conn.execute(outbox.delete().where(outbox.c.id.in_(published)))
+                await conn.execute(DELETE_PUBLISHED, {"ids": published})
             parked = 0
             for row, error in failures:
                 attempts = row.attempts + 1
@@ -155,34 +207,6 @@ class Outbox:
             failed=len(failures),
             parked=parked,
         )
-
-    async def _in_order(self, conn: AsyncConnection, claimed: Sequence[Any]) -> set[int]:
-        """The claimed ids that may go out now without overtaking another relay's rows.
-
-        Per conversation, walk its pending rows in id order (rows locked by other
-        relays are still visible) and keep ours up to the first one we do not hold.
-        """
-        ours = {row.id for row in claimed}
-        conversations = {row.conversation_id for row in claimed}
-        pending = await conn.execute(
-            sa.select(outbox.c.conversation_id, outbox.c.id)
-            .where(
-                outbox.c.parked_at.is_(None),
-                outbox.c.conversation_id.in_(conversations),
-                outbox.c.id <= max(ours),
-            )
-            .order_by(outbox.c.id)
-        )
-        allowed: set[int] = set()
-        stopped: set[int] = set()
-        for conversation, row_id in pending:
-            if conversation in stopped:
-                continue
-            if row_id in ours:
-                allowed.add(row_id)
-            else:
-                stopped.add(conversation)
-        return allowed
 
     async def pending(self) -> int:
         async with wrap_errors(), self._engine.connect() as conn:

@@ -26,12 +26,10 @@ from persistence.batch_sql import (
     CREATE_OPEN_CONVERSATIONS,
     EXISTING_MESSAGES,
     INSERT_MESSAGES,
-    INSERT_OUTBOX,
     KNOWN_PROJECTS,
     LOCK_OPEN_CONVERSATIONS,
     LOCK_REPLY_CONVERSATIONS,
-    NOTIFY,
-    UPDATE_CONVERSATIONS,
+    SUMMARIZE_AND_RECORD,
     UPSERT_VISITORS,
 )
 from persistence.errors import wrap_write_errors
@@ -156,9 +154,6 @@ class MessageStore:
             duplicates = await self._pick_fresh(conn, placed)
             touched = list({c.id: c for _, c in placed}.values())
             stored = await self._insert(conn, touched, names)
-            if stored:
-                # Delivered at commit, so the relay never wakes before the rows are visible.
-                await conn.execute(NOTIFY, {"channel": OUTBOX_CHANNEL})
         return AppendResult(stored=stored, duplicates=duplicates, rejected=rejected)
 
     async def _reply_conversations(
@@ -293,8 +288,10 @@ class MessageStore:
         accepted = {(c.id, seq): m.accepted_at for c, seq, m in planned}
         last_row = {row.conversation_id: row for row in rows}
         touched = [c for c in conversations if c.fresh]
+        # One round trip: the summary, the outbox rows and the NOTIFY (delivered at
+        # commit, so the relay never wakes before the rows are visible).
         await conn.execute(
-            UPDATE_CONVERSATIONS,
+            SUMMARIZE_AND_RECORD,
             {
                 "ids": [c.id for c in touched],
                 "last_seqs": [last_row[c.id].seq for c in touched],
@@ -302,11 +299,7 @@ class MessageStore:
                 "unread": [sum(m.sender_type == "visitor" for m in c.fresh) for c in touched],
                 "metadata": [_latest_metadata(c.fresh) for c in touched],
                 "snippet_length": SNIPPET_LENGTH,
-            },
-        )
-        await conn.execute(
-            INSERT_OUTBOX,
-            {
+                "channel": OUTBOX_CHANNEL,
                 "conversation_ids": [shape["conversationId"] for shape in shapes],
                 "payloads": [
                     json.dumps(

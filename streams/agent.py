@@ -1,11 +1,14 @@
 """The persistence agents: batches of visitor messages and agent replies into PostgreSQL.
 
-Acknowledgements are the agent's own: it iterates ``stream.noack_take`` and acks
-a batch's events only after their messages are committed and their dead letters
-confirmed. (``stream.take`` acks its batch in a ``finally``, so a batch
-interrupted by a stop would be committed unstored.) A stopping worker abandons
-the batch in hand unacknowledged, and the next worker receives it again; the
-store is idempotent, so the redelivered part that was stored is recognised.
+Acknowledgements are the agent's own: it reads the stream without acks
+(``stream.noack()``) into an :class:`~streams.intake.Intake`, and a storer task
+takes batches from it and acks a batch's events only after their messages are
+committed and their dead letters confirmed. Reading goes on while a batch is
+stored, so under load the next batch is whatever arrived meanwhile (up to
+``BATCH_SIZE``), and at low load a message is stored at once, alone. A stopping
+worker abandons the batch in hand and whatever the intake holds, unacknowledged;
+the next worker receives them again, and the store is idempotent, so the
+redelivered part that was stored is recognised.
 
 No event can hold up the others: a value that is not a storable Parley event is
 dead-lettered when it is decoded, and a batch the database refuses is split to
@@ -15,9 +18,10 @@ find the events it refuses (:mod:`streams.batching`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import Histogram
@@ -29,13 +33,12 @@ from streams.batching import BatchStorer
 from streams.dead_letters import INVALID, DeadLetters, FaustDeadLetterSink, RawEvent
 from streams.errors import InvalidEvent, WorkerStopping
 from streams.events import AgentMessage, VisitorMessage
+from streams.intake import Intake, IntakeClosed
 
 logger = logging.getLogger("parley.agent")
 
-BATCH_SIZE = 200  # events per transaction
-# Faust's take() wakes up once per window even when nothing arrives: at 5 ms that
-# was 400 wake-ups a second for the two agents, 2.5 % of a core in an idle worker.
-BATCH_WINDOW = 0.02  # seconds to wait for a batch to fill
+BATCH_SIZE = 1000  # events per transaction, at most
+INTAKE_CAPACITY = 2 * BATCH_SIZE  # events read ahead of the storer
 DISPOSE_TIMEOUT = 2.0  # seconds to close the pool; PostgreSQL may be gone
 
 BATCH_SECONDS = Histogram("parley_agent_batch_seconds", "Time to store one batch")
@@ -131,6 +134,33 @@ def raw_event(event: Any) -> RawEvent:
     )
 
 
+async def store_batches(
+    *, intake: Intake[Any], handler: BatchHandler, ack: Callable[[Any], Awaitable[Any]]
+) -> None:
+    """Store what the intake holds, a batch at a time, acking each batch once stored.
+
+    Returns when the worker stops during a batch (nothing of it acked); a stop
+    that cancels this task abandons the batch in hand the same way.
+    """
+    while True:
+        events = await intake.take()
+        try:
+            await handler.handle([raw_event(event) for event in events])
+        except (WorkerStopping, asyncio.CancelledError) as exc:
+            # Faust cancels the agent when it stops, usually before the retry
+            # loop polls the stop: either way, nothing is acked.
+            logger.warning(
+                "stopping with a batch of %d unstored; it will be redelivered",
+                len(events),
+                extra={"action": "agent.stopping"},
+            )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for event in events:
+            await ack(event)
+
+
 def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
     """Declare the topics and the two persistence agents on a configured Faust app."""
     dead_letter_topic = app.topic(
@@ -152,7 +182,8 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
 
         # concurrency stays 1: with more, Faust can commit past an unfinished message.
         async def persist(stream: Any) -> None:
-            engine = create_engine(settings.sqlalchemy_url, pool_size=2)
+            # No pre-ping: a batch that meets a dead connection is retried anyway.
+            engine = create_engine(settings.sqlalchemy_url, pool_size=2, pre_ping=False)
             handler = BatchHandler(
                 decode=decode,
                 storer=BatchStorer(store=MessageStore(engine=engine), stopping=stopping),
@@ -160,24 +191,25 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                     sink=FaustDeadLetterSink(topic=dead_letter_topic), stopping=stopping
                 ),
             )
+            intake: Intake[Any] = Intake(batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY)
+            storer = asyncio.create_task(
+                store_batches(intake=intake, handler=handler, ack=stream.ack),
+                name=f"parley.store.{topic_name}",
+            )
+            storer.add_done_callback(lambda _: intake.close())
             try:
-                async for events in stream.noack_take(BATCH_SIZE, within=BATCH_WINDOW):
+                # Manual acks: the storer acks a batch once it is stored.
+                async for event in stream.noack().events():
                     try:
-                        await handler.handle([raw_event(event) for event in events])
-                    except (WorkerStopping, asyncio.CancelledError) as exc:
-                        # Faust cancels the agent when it stops, usually before the
-                        # retry loop polls the stop: either way, nothing is acked.
-                        logger.warning(
-                            "stopping with a batch of %d unstored; it will be redelivered",
-                            len(events),
-                            extra={"action": "agent.stopping"},
-                        )
-                        if isinstance(exc, asyncio.CancelledError):
-                            raise
-                        return
-                    for event in events:
-                        await stream.ack(event)
+                        await intake.put(event)
+                    except IntakeClosed:
+                        break
+                if storer.done():
+                    storer.result()  # a storer that crashed crashes the agent
             finally:
+                storer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await storer
                 try:
                     await asyncio.wait_for(engine.dispose(), DISPOSE_TIMEOUT)
                 except Exception as exc:  # a dead server's connections: nothing to keep

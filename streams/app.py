@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from prometheus_client import start_http_server
 
+from parley import loops
 from parley.settings import Settings
 from persistence.database import create_engine
 from persistence.schema import require_schema
@@ -114,6 +115,8 @@ install_commands(app)
 def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     settings = Settings.from_env()
     settings.require("kafka_bootstrap_servers", "database_url")
+    # Configured before the worker builds its loops (its own and the consumer thread's).
+    loops.use_uvloop()
     sender.settings = settings
     sender.fetch_wait_ms = settings.fetch_wait_ms
     sender.fetch_idle_wait_ms = settings.fetch_idle_wait_ms or None

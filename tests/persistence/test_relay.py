@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -84,6 +84,10 @@ class RecordingRedisPublisher(RedisPublisher):
     async def publish(self, message: str) -> None:
         await super().publish(message)
         self.accepted.append(json.loads(message))
+
+    async def publish_many(self, messages: Sequence[str]) -> None:
+        await super().publish_many(messages)
+        self.accepted.extend(json.loads(message) for message in messages)
 
 
 async def test_relay_survives_a_redis_restart_without_losing_events(
@@ -174,3 +178,35 @@ async def test_a_redis_refusing_every_publish_is_an_outage_not_a_fault_of_each_r
         await client.aclose()
         await admin.aclose()
         redis_server.stop()
+
+
+async def test_a_round_goes_out_in_one_pipeline_in_order_each_event_once(
+    settings: Settings, engine: AsyncEngine, directory: Directory
+) -> None:
+    assert settings.redis_url
+    client = aioredis.Redis.from_url(settings.redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(settings.events_channel)
+    publisher = RecordingRedisPublisher(client=client, channel=settings.events_channel)
+    project = await directory.create_project(name="p")
+    store = MessageStore(engine=engine)
+    visitors = [uid() for _ in range(3)]
+    for round_ in range(40):
+        await store.append([incoming(project.id, v, f"{v}-{round_}") for v in visitors])
+    outbox_ = Outbox(engine=engine)
+    try:
+        reports = [
+            await outbox_.relay_batch(publisher, batch_size=50, max_attempts=3) for _ in range(3)
+        ]
+        received = await collect(pubsub, 120, timeout=10)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert [r.published for r in reports] == [50, 50, 20]
+    assert len(received) == 120
+    assert len({e["eventId"] for e in received}) == 120
+    for visitor in visitors:
+        seqs = [e["message"]["seq"] for e in received if e["message"]["visitorUid"] == visitor]
+        assert seqs == list(range(1, 41))
+    assert received == publisher.accepted
+    assert await outbox_.pending() == 0
