@@ -85,6 +85,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
         PARLEY_KAFKA_FETCH_WAIT_MS=str(settings.fetch_wait_ms),
         PARLEY_KAFKA_FETCH_IDLE_WAIT_MS=str(settings.fetch_idle_wait_ms),
+        PARLEY_KAFKA_SESSION_TIMEOUT=str(settings.session_timeout),
         PARLEY_RELAY_POLL_INTERVAL=str(settings.relay_poll_interval),
         PARLEY_DATA_DIR=str(Path(settings.data_dir).resolve()),
         PARLEY_HOST=settings.host,

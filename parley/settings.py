@@ -34,6 +34,9 @@ DEFAULT_FETCH_IDLE_WAIT = 0  # milliseconds
 # Reads from the embedded broker slow down with the batches in a partition, so
 # `parley run` restarts it empty once a partition holds this many records.
 DEFAULT_BROKER_RECYCLE_RECORDS = 3_000
+# Seconds before the group evicts a silent worker. A group coordinator may hold a
+# new member's join for part of it (Tansu holds half), so `parley run` shortens it.
+DEFAULT_SESSION_TIMEOUT = 10.0
 DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # seconds
 # A crashed gateway's visitors are marked offline about this long after it died.
 # Seconds a gateway's heartbeat lives without a refresh. With a sweep every second
@@ -202,6 +205,7 @@ class Settings:
     fetch_wait_ms: int = DEFAULT_FETCH_WAIT
     fetch_idle_wait_ms: int = DEFAULT_FETCH_IDLE_WAIT
     broker_recycle_records: int = DEFAULT_BROKER_RECYCLE_RECORDS
+    session_timeout: float = DEFAULT_SESSION_TIMEOUT
     rate_limit_count: int = DEFAULT_RATE_LIMIT_COUNT
     rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW
     token_ttl: int = DEFAULT_TOKEN_TTL
@@ -256,6 +260,7 @@ class Settings:
             fetch_idle_wait_ms=_int(
                 env, "PARLEY_KAFKA_FETCH_IDLE_WAIT_MS", DEFAULT_FETCH_IDLE_WAIT
             ),
+            session_timeout=_float(env, "PARLEY_KAFKA_SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT),
             broker_recycle_records=_int(
                 env, "PARLEY_BROKER_RECYCLE_RECORDS", DEFAULT_BROKER_RECYCLE_RECORDS
             ),

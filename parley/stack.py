@@ -20,7 +20,7 @@ from parley.embedded import (
     EmbeddedRedis,
     EmbeddedService,
 )
-from parley.settings import Settings
+from parley.settings import DEFAULT_SESSION_TIMEOUT, Settings
 from persistence.errors import DatabaseUnavailable
 from persistence.schema import ensure_database, upgrade
 from streams.errors import BrokerUnavailable
@@ -36,6 +36,10 @@ EMBEDDED_FETCH_WAIT = 20  # milliseconds
 # The wait once nothing flows: the first message after a quiet spell waits this
 # long at most, and an idle worker fetches 4 times a second instead of 200.
 EMBEDDED_FETCH_IDLE_WAIT = 250  # milliseconds
+# Tansu holds a new member's JoinGroup for about half the session timeout, and the
+# worker rejoins after every broker recycle: 4 s keeps that hold near 2 s while a
+# heartbeat a second still leaves room for a busy event loop.
+EMBEDDED_SESSION_TIMEOUT = 4.0  # seconds
 DEFAULT_DATABASE = "parley"
 
 
@@ -77,6 +81,8 @@ class LocalStack:
                 self.broker.start()
                 changes["kafka_bootstrap_servers"] = self.broker.url
                 changes["fetch_wait_ms"] = EMBEDDED_FETCH_WAIT
+                if settings.session_timeout == DEFAULT_SESSION_TIMEOUT:
+                    changes["session_timeout"] = EMBEDDED_SESSION_TIMEOUT
                 changes["fetch_idle_wait_ms"] = (
                     settings.fetch_idle_wait_ms or EMBEDDED_FETCH_IDLE_WAIT
                 )

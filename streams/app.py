@@ -28,7 +28,6 @@ from streams.security import KafkaSecurity
 from streams.transport import TunedTransport
 
 COMMIT_INTERVAL = 0.5  # seconds between offset commits
-SESSION_TIMEOUT = 10.0  # seconds before the group evicts a silent worker
 HEARTBEAT_INTERVAL = 1.0  # seconds
 # Kubernetes kills a pod 30 s after SIGTERM; the worker ends itself before that.
 STOP_TIMEOUT = 20.0  # seconds from the start of a stop to a forced exit
@@ -129,7 +128,7 @@ def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     conf.consumer_auto_offset_reset = "earliest"
     conf.producer_acks = -1
     conf.broker_commit_interval = COMMIT_INTERVAL
-    conf.broker_session_timeout = SESSION_TIMEOUT
+    conf.broker_session_timeout = settings.session_timeout
     conf.broker_heartbeat_interval = HEARTBEAT_INTERVAL
     # Faust's web server would need a port per worker; Parley's health lives in the gateway.
     conf.web_enabled = False

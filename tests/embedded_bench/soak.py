@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+from tests.bench.stack import LIFTED_LIMITS
 from tests.embedded_bench.local_run import LocalRun, Sample, cpu_percent, total_cpu_percent
 from tests.embedded_bench.traffic import Traffic, Window
 
@@ -67,7 +68,7 @@ class Soak:
 
 
 async def soak(*, rate: float, count: int, visitors: int, window: float, data_dir: Path) -> int:
-    run = LocalRun(data_dir=data_dir, extra_env={"PARLEY_RATE_LIMIT_COUNT": "1000000000"})
+    run = LocalRun(data_dir=data_dir, extra_env=LIFTED_LIMITS)
     run.start()
     print(f"parley run up at {run.url} (data in {data_dir})", flush=True)
     traffic = Traffic(
