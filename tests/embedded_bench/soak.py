@@ -110,6 +110,7 @@ async def soak(*, rate: float, count: int, visitors: int, window: float, data_di
         print(
             f"acked {len(traffic.acked)}, not on the dashboard {undelivered}, "
             f"acked but not stored {missing}, client disconnects {traffic.disconnects}, "
+            f"resyncs {traffic.resyncs}, "
             f"broker restarts {soak.recycles}",
             flush=True,
         )

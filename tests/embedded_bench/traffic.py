@@ -10,15 +10,20 @@ tempIds (16 bytes each), so a million messages fit in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
 from typing import Any
 
+import aiohttp
 import asyncpg
-import socketio
+
+from tests.bench.wire import Disconnected, SocketClient
 
 RESEND_AFTER = 1.0  # seconds before a refused message is sent again with its tempId
+ACK_WAIT = 60.0  # seconds a send waits for its ack before it is sent again
+RECONNECT_AFTER = 1.0  # seconds before a closed socket is connected again
 TICK = 0.005  # seconds between two looks at the send schedule
 
 
@@ -46,77 +51,132 @@ class Window:
 
 
 class Traffic:
+    """Visitors and one dashboard on the benchmark's lean Socket.IO client.
+
+    The soak runs for hours at a steady rate on the machine it measures, so its
+    client must cost little: python-socketio's client spends a task and several
+    layers on every packet. A socket that closes is connected again (the
+    dashboard rejoins its room), as the widget and the dashboard do.
+    """
+
     def __init__(self, *, url: str, project_id: int, token: str, visitors: int, tag: str) -> None:
         self.url = url
         self.project_id = project_id
         self.token = token
         self.tag = tag
         self.visitor_count = visitors
-        self.visitors: list[socketio.AsyncClient] = []
-        self.dashboard = socketio.AsyncClient(reconnection=True)
+        self.visitors: list[SocketClient] = []
+        self._uids: list[str] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._dashboard: SocketClient | None = None
+        self._dashboard_keeper: asyncio.Task[None] | None = None
+        self._reconnecting: dict[int, asyncio.Task[SocketClient]] = {}
         self.emitted: dict[str, float] = {}
         self.acked: set[bytes] = set()
         self.delivered = 0
         self.window = Window()
         self.disconnects = 0
+        self.resyncs = 0
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "connect() first"
+        return self._session
+
     async def connect(self) -> None:
-        self.dashboard.on("newMessage", self._on_new_message)
-        self.dashboard.on("connect", self._join_room)
-        self.dashboard.on("disconnect", self._on_disconnect)
-        await self.dashboard.connect(self.url, auth={"token": self.token}, transports=["websocket"])
-        for _ in range(self.visitor_count):
-            self.visitors.append(await self._visitor(str(uuid.uuid4())))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._dashboard = await self._connect_dashboard()
+        self._dashboard_keeper = asyncio.create_task(self._keep_dashboard(), name="soak-dashboard")
+        self._uids = [str(uuid.uuid4()) for _ in range(self.visitor_count)]
+        for index in range(self.visitor_count):
+            self.visitors.append(await self._connect_visitor(index))
 
-    async def _join_room(self) -> None:
-        await self.dashboard.emit("joinProjectRoom", {"projectId": self.project_id})
-
-    def _on_disconnect(self, *_: Any) -> None:
-        self.disconnects += 1
-
-    async def _visitor(self, uid: str) -> socketio.AsyncClient:
-        client = socketio.AsyncClient(reconnection=True)
-        auth = {"projectId": self.project_id, "visitorUid": uid}
-
-        async def identify() -> None:
-            await client.emit("identify", auth)
-
-        client.on("connect", identify)
-        client.on("disconnect", self._on_disconnect)
-        await client.connect(self.url, auth=auth, transports=["websocket"])
-        await client.call("identify", auth, timeout=30)
+    async def _connect_dashboard(self) -> SocketClient:
+        client = await SocketClient.connect(
+            self.session, self.url, {"token": self.token}, self._on_dashboard_event
+        )
+        joined = await client.call("joinProjectRoom", {"projectId": self.project_id})
+        if not isinstance(joined, dict) or joined.get("status") != "ok":
+            raise RuntimeError(f"joinProjectRoom answered {joined!r}")
         return client
 
-    def _on_new_message(self, data: Any) -> None:
-        temp_id = data.get("tempId") if isinstance(data, dict) else None
+    async def _keep_dashboard(self) -> None:
+        while True:
+            assert self._dashboard is not None
+            await self._dashboard.closed.wait()
+            self.disconnects += 1
+            while True:
+                await asyncio.sleep(RECONNECT_AFTER)
+                try:
+                    self._dashboard = await self._connect_dashboard()
+                    break
+                except (OSError, aiohttp.ClientError, TimeoutError, RuntimeError):
+                    continue
+
+    async def _connect_visitor(self, index: int) -> SocketClient:
+        auth = {"projectId": self.project_id, "visitorUid": self._uids[index]}
+        client = await SocketClient.connect(self.session, self.url, auth)
+        await client.call("identify", auth)
+        return client
+
+    async def _visitor(self, index: int) -> SocketClient:
+        """The visitor's socket, connected again (once, shared) if it closed."""
+        client = self.visitors[index]
+        if not client.closed.is_set():
+            return client
+        task = self._reconnecting.get(index)
+        if task is None:
+            self.disconnects += 1
+            task = asyncio.create_task(self._reconnect_visitor(index), name="soak-reconnect")
+            self._reconnecting[index] = task
+        return await asyncio.shield(task)
+
+    async def _reconnect_visitor(self, index: int) -> SocketClient:
+        try:
+            while True:
+                await asyncio.sleep(RECONNECT_AFTER)
+                try:
+                    self.visitors[index] = await self._connect_visitor(index)
+                    return self.visitors[index]
+                except (OSError, aiohttp.ClientError, TimeoutError, Disconnected):
+                    continue
+        finally:
+            self._reconnecting.pop(index, None)
+
+    def _on_dashboard_event(self, event: str, data: Any, at: float) -> None:
+        if event == "resync":
+            self.resyncs += 1
+        if event != "newMessage" or not isinstance(data, dict):
+            return
+        temp_id = data.get("tempId")
         emitted = self.emitted.pop(temp_id, None) if temp_id else None
         if emitted is not None:
             self.delivered += 1
-            self.window.latencies_ms.append((time.perf_counter() - emitted) * 1000)
+            self.window.latencies_ms.append((at - emitted) * 1000)
 
     def _send(self, index: int, temp_id: str) -> None:
-        client = self.visitors[index % len(self.visitors)]
         self.emitted.setdefault(temp_id, time.perf_counter())
+        task = asyncio.create_task(self._deliver(index, temp_id), name="soak-send")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-        async def acked(answer: Any = None) -> None:
+    async def _deliver(self, index: int, temp_id: str) -> None:
+        """Send until acked, with the same tempId each time, as the widget does."""
+        slot = index % self.visitor_count
+        payload = {"content": f"{self.tag} {index}", "tempId": temp_id}
+        while True:
+            try:
+                client = await self._visitor(slot)
+                answer = await client.call("sendMessage", payload, timeout=ACK_WAIT)
+            except (Disconnected, TimeoutError, OSError, aiohttp.ClientError):
+                answer = None
             if isinstance(answer, dict) and answer.get("ok"):
                 self.acked.add(uuid.UUID(temp_id).bytes)
                 self.window.acked += 1
                 return
             self.window.refused += 1
             await asyncio.sleep(RESEND_AFTER)
-            self._send(index, temp_id)
-
-        task = asyncio.create_task(
-            client.emit(
-                "sendMessage",
-                {"content": f"{self.tag} {index}", "tempId": temp_id},
-                callback=acked,
-            )
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def send(self, *, rate: float, count: int, first: int = 0) -> None:
         """Send ``count`` messages at ``rate`` per second, open loop."""
@@ -137,7 +197,9 @@ class Traffic:
     async def wait_delivered(self, *, within: float) -> int:
         """Wait until every acked message reached the dashboard; return how many did not."""
         deadline = time.monotonic() + within
-        while time.monotonic() < deadline and self.delivered < len(self.acked):
+        while time.monotonic() < deadline and (
+            self.delivered < len(self.acked) or self._background
+        ):
             await asyncio.sleep(0.1)
         return max(0, len(self.acked) - self.delivered)
 
@@ -154,5 +216,14 @@ class Traffic:
         return len(self.acked - stored)
 
     async def close(self) -> None:
-        for client in [self.dashboard, *self.visitors]:
-            await client.disconnect()
+        if self._dashboard_keeper is not None:
+            self._dashboard_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dashboard_keeper
+        for task in list(self._background):
+            task.cancel()
+        for client in [self._dashboard, *self.visitors]:
+            if client is not None:
+                await client.close()
+        if self._session is not None:
+            await self._session.close()
