@@ -43,6 +43,22 @@ DEFAULT_NAMESPACE = "/"
 ENGINEIO_INTERNALS = ("sockets", "queue", "closing", "closed", "last_ping")
 
 
+def encode_event(event: str, data: Any, *, namespace: str, codec: Any) -> str:
+    """The text of the Socket.IO EVENT packet python-socketio would send for this emit.
+
+    ``codec`` is python-socketio's JSON module (``packet_class.json``). A tuple is
+    several arguments, None none. Binary data raises TypeError: it needs attachments.
+    """
+    if isinstance(data, tuple):
+        arguments = [event, *data]
+    elif data is None:
+        arguments = [event]
+    else:
+        arguments = [event, data]
+    head = str(sio_packet.EVENT) + ("" if namespace == "/" else namespace + ",")
+    return head + str(codec.dumps(arguments, separators=(",", ":")))
+
+
 class Broadcast:
     """An :class:`gateway.fanout.Emitter` for ``server``'s sockets on this gateway.
 
@@ -55,8 +71,6 @@ class Broadcast:
     def __init__(self, *, server: socketio.AsyncServer, namespace: str = DEFAULT_NAMESPACE):
         self._server = server
         self._namespace = namespace
-        # The packet head python-socketio writes: EVENT, then a namespace other than "/".
-        self._head = str(sio_packet.EVENT) + ("" if namespace == "/" else namespace + ",")
         # Only the in-memory manager emits to local sockets alone; a message-queue
         # manager (AsyncRedisManager...) must see every emit to pass it on.
         self._direct = type(server.manager) is socketio.AsyncManager
@@ -69,7 +83,9 @@ class Broadcast:
         if not sockets:
             return  # nobody here: most visitor rooms live on another gateway
         try:
-            text = self._encode(event, data)
+            text = encode_event(
+                event, data, namespace=self._namespace, codec=self._server.packet_class.json
+            )
         except TypeError:
             # Binary (or otherwise not JSON) data: python-socketio's own path sends
             # attachments as separate frames.
@@ -104,14 +120,3 @@ class Broadcast:
             if socket is not None and not socket.closing and not socket.closed:
                 found.append(socket)
         return found
-
-    def _encode(self, event: str, data: Any) -> str:
-        """The Socket.IO EVENT packet's text, as python-socketio would write it."""
-        if isinstance(data, tuple):  # a tuple is several arguments
-            arguments = [event, *data]
-        elif data is None:
-            arguments = [event]
-        else:
-            arguments = [event, data]
-        encoded: str = self._server.packet_class.json.dumps(arguments, separators=(",", ":"))
-        return self._head + encoded

@@ -9,6 +9,11 @@ runs: the fan-out uses it to tell its sockets to catch up from the database.
 Only cancellation ends :meth:`ChannelSubscription.run`. Any other error — a
 dropped connection, a ``NOPERM`` refusal, an unexpected reply — is logged and the
 subscription is rebuilt with backoff.
+
+Messages already read from the connection are handled back to back, without a
+read timer each (:meth:`ChannelSubscription._drain`). With an emitter that never
+suspends (:class:`gateway.broadcast.Broadcast`), the events of one wake-up reach
+each socket's send queue together, and its writer sends them in one turn.
 """
 
 from __future__ import annotations
