@@ -56,6 +56,27 @@ async def gateway_in_process(settings: Settings) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 15)
 
 
+@contextlib.asynccontextmanager
+async def asgi_in_process(app: object) -> AsyncIterator[str]:
+    """Serve any ASGI app (a bare Socket.IO server...) under uvicorn in this event loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="off", ws="websockets-sansio"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="test-asgi-server")
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server exited during startup")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
 class Child:
     """A Parley process with its output in a log file."""
 

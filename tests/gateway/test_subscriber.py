@@ -18,6 +18,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.app import subscription_client
+from gateway.subscription import DRAIN_LIMIT, ChannelSubscription
 from parley.embedded import EmbeddedRedis
 from parley.settings import Settings
 from persistence.directory import Project
@@ -228,3 +230,41 @@ async def test_only_the_gateway_that_lost_its_subscription_sends_resync(
 
 async def _has(ids: Awaitable[set[str]], count: int) -> bool:
     return len(await ids) >= count
+
+
+async def test_a_burst_is_delivered_whole_in_order_and_once(settings: Settings) -> None:
+    """Thousands of messages land in the subscription's buffer at once; the drain
+    hands every one over, in order, and the subscription keeps going afterwards."""
+    assert settings.redis_url is not None
+    channel = settings.events_channel + ":burst"
+    delivered: list[int] = []
+
+    async def deliver(raw: str | bytes) -> None:
+        delivered.append(int(raw))
+
+    listening = subscription_client(settings.redis_url)
+    publisher = aioredis.Redis.from_url(settings.redis_url)
+    subscription = ChannelSubscription(
+        client=listening, channel=channel, deliver=deliver, name="burst"
+    )
+    running = asyncio.create_task(subscription.run(), name="test-burst-subscription")
+    try:
+        await asyncio.wait_for(subscription.subscribed.wait(), 10)
+        count = 3 * DRAIN_LIMIT + 7
+        async with publisher.pipeline(transaction=False) as pipe:
+            for n in range(count):
+                pipe.publish(channel, str(n))
+            await pipe.execute()
+        await until(lambda: _reached(delivered, count), f"{count} deliveries")
+        await publisher.publish(channel, str(count))
+        await until(lambda: _reached(delivered, count + 1), "one more after the burst")
+        assert delivered == list(range(count + 1))
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await publisher.aclose()
+        await listening.aclose()
+
+
+async def _reached(items: list[int], count: int) -> bool:
+    return len(items) >= count
