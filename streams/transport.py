@@ -17,6 +17,15 @@ an ``asyncio.wait`` per record, so that a rebalance can interrupt a delivery
 stuck on a full stream buffer. That race cost more worker CPU than storing the
 message. :class:`TunedConsumer` awaits the delivery directly while the flow is
 active (see :meth:`TunedConsumer._drain_messages` for why nothing is lost).
+
+Under a backlog the stream buffer is full most of the time, and Faust then
+delivers each record through a task of its own that waits for one free slot
+(``ConductorHandler._handle_full``): the buffer is refilled one record, one
+task and one ``asyncio.wait`` at a time. Faust already pauses a partition's
+fetching when its buffer passes the high-water mark (80 %) and resumes it below
+the low-water mark (40 %); :class:`TunedConsumer` also holds back the paused
+partition's records already fetched until then, so the buffer never fills and
+is refilled in bulk.
 """
 
 from __future__ import annotations
@@ -29,8 +38,14 @@ from aiokafka.consumer.fetcher import Fetcher
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from mode import Service
+from prometheus_client import Counter
 
 IDLE_AFTER = 5.0  # seconds without a record before the fetcher waits longer
+
+BUFFER_WAITS = Counter(
+    "parley_worker_buffer_waits_total",
+    "Times delivery paused until a full stream buffer drained (backpressure)",
+)
 
 
 class AdaptiveWaitFetcher(Fetcher):  # type: ignore[misc]
@@ -94,6 +109,28 @@ class TunedConsumer(driver.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set whenever Faust resumes a partition paused for a full stream buffer.
+        self._buffer_drained = asyncio.Event()
+
+    def on_buffer_drop(self, tp: Any) -> None:
+        super().on_buffer_drop(tp)
+        self._buffer_drained.set()
+
+    async def _wait_for_room(self, tp: Any) -> None:
+        """Wait while ``tp``'s stream buffer is past its high-water mark.
+
+        Ends when Faust resumes the partition (its buffer drained to the
+        low-water mark), or when the flow is suspended: a rebalance clears the
+        buffers and the caller delivers as Faust would.
+        """
+        BUFFER_WAITS.inc()
+        drained = self._buffer_drained
+        while tp in self._buffered_partitions and not self.suspend_flow.is_set():
+            drained.clear()
+            await self.wait_first(drained.wait(), self.suspend_flow.wait())
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover
         """Faust's ``Consumer._drain_messages``, without the per-record race.
 
@@ -109,7 +146,9 @@ class TunedConsumer(driver.Consumer):  # type: ignore[misc]
           so the delivery returns and the loop sees the suspended flow;
         - a stop cancels this task (``Fetcher.on_stop``), whatever it awaits.
 
-        While the flow is suspended, the original race is used unchanged.
+        While the flow is suspended, the original race is used unchanged. A
+        record of a partition paused for a full buffer waits first for the
+        buffer to drain (:meth:`_wait_for_room`), once for many records.
         """
         callback = self.callback
         getmany = self.getmany
@@ -150,6 +189,8 @@ class TunedConsumer(driver.Consumer):  # type: ignore[misc]
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
+                            if tp in self._buffered_partitions:
+                                await self._wait_for_room(tp)
                             if suspended():
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:
