@@ -47,9 +47,16 @@ class ParleyApp(faust.App):  # type: ignore[misc]
     fetch_wait_ms: int | None = None
     lag_task: asyncio.Task[None] | None = None
     fetch_idle_wait_ms: int | None = None
+    event_type: Any = None
 
     def _new_transport(self) -> Any:
         return TunedTransport(self.conf.broker_consumer, self)
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
+        # Faust reads ``conf.Event`` through its settings registry for each message.
+        if self.event_type is None:
+            self.event_type = self.conf.Event
+        return self.event_type(self, key, value, headers, message)
 
     async def on_start(self) -> None:
         # Only a worker starts the app (operator commands run beside it), so
