@@ -26,6 +26,11 @@ fetching when its buffer passes the high-water mark (80 %) and resumes it below
 the low-water mark (40 %); :class:`TunedConsumer` also holds back the paused
 partition's records already fetched until then, so the buffer never fills and
 is refilled in bulk.
+
+Before each delivery Faust also checks the producer's buffer
+(``ProducerBuffer.wait_until_ebb``), whose size reads ``producer_threaded``
+through Faust's settings registry each time; :class:`LeanProducerBuffer` reads
+it once.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any, cast
 from aiokafka.consumer.fetcher import Fetcher
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
+from faust.transport.producer import ProducerBuffer
 from mode import Service
 from prometheus_client import Counter
 
@@ -214,5 +220,26 @@ class TunedConsumer(driver.Consumer):  # type: ignore[misc]
             unset_flag(CONSUMER_FETCHING)
 
 
+class LeanProducerBuffer(ProducerBuffer):  # type: ignore[misc]
+    """Faust's producer buffer; ``producer_threaded`` is read once, not per message."""
+
+    threaded: bool | None = None
+
+    @property
+    def size(self) -> int:
+        if self.threaded is None:
+            # ``app`` is set right after the buffer is made, before any message.
+            self.threaded = bool(cast(Any, self.app).conf.producer_threaded)
+        queue = self.queue if self.threaded else self.pending
+        return 0 if queue is None else queue.qsize()
+
+
+class TunedProducer(driver.Producer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer.__class__ = LeanProducerBuffer
+
+
 class TunedTransport(driver.Transport):  # type: ignore[misc]
     Consumer = TunedConsumer
+    Producer = TunedProducer
