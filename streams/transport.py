@@ -128,14 +128,16 @@ class TunedConsumer(driver.Consumer):  # type: ignore[misc]
         """Wait while ``tp``'s stream buffer is past its high-water mark.
 
         Ends when Faust resumes the partition (its buffer drained to the
-        low-water mark), or when the flow is suspended: a rebalance clears the
-        buffers and the caller delivers as Faust would.
+        low-water mark), when the flow is suspended (a rebalance clears the
+        buffers, and the caller delivers as Faust would), or when the consumer
+        stops or crashes.
         """
         BUFFER_WAITS.inc()
         drained = self._buffer_drained
         while tp in self._buffered_partitions and not self.suspend_flow.is_set():
             drained.clear()
-            await self.wait_first(drained.wait(), self.suspend_flow.wait())
+            if (await self.wait_first(drained.wait(), self.suspend_flow.wait())).stopped:
+                return
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover
         """Faust's ``Consumer._drain_messages``, without the per-record race.
