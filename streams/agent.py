@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import faust
 from prometheus_client import Histogram
 
 from parley.settings import Settings
@@ -44,6 +45,22 @@ DISPOSE_TIMEOUT = 2.0  # seconds to close the pool; PostgreSQL may be gone
 BATCH_SECONDS = Histogram("parley_agent_batch_seconds", "Time to store one batch")
 
 Decoder = Callable[[bytes | None], IncomingMessage]
+
+
+class RawSchema(faust.Schema[bytes | None, bytes | None]):
+    """Keys and values as the broker holds them (bytes or None), past Faust's codecs.
+
+    The agent decodes values itself (:class:`BatchHandler`); Faust's "raw" codec
+    would look the codec up and return the same bytes, for each message.
+    """
+
+    def loads_key(self, app: Any, message: Any, **_: Any) -> bytes | None:
+        key: bytes | None = message.key
+        return key
+
+    def loads_value(self, app: Any, message: Any, **_: Any) -> bytes | None:
+        value: bytes | None = message.value
+        return value
 
 
 def decode_visitor_message(raw: bytes | None) -> IncomingMessage:
@@ -122,12 +139,12 @@ class BatchHandler:
 def raw_event(event: Any) -> RawEvent:
     """A Faust event (raw serializers) as the plain record the handler reads."""
     message = event.message
-    headers = event.headers or {}
-    pairs = headers.items() if isinstance(headers, dict) else headers
+    headers = event.headers or ()
     return RawEvent(
         value=event.value,
         key=event.key,
-        headers=[(str(name), bytes(value or b"")) for name, value in pairs],
+        # As they came; a dead letter normalises the few it carries.
+        headers=list(headers.items() if isinstance(headers, dict) else headers),
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
@@ -173,6 +190,7 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
     def persistence_agent(topic_name: str, decode: Decoder) -> Any:
         topic = app.topic(
             topic_name,
+            schema=RawSchema(),
             key_type=bytes,
             value_type=bytes,
             value_serializer="raw",

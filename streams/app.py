@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ from persistence.schema import require_schema
 from streams.agent import install_persistence_agent
 from streams.commands import install_commands
 from streams.lag import LagMonitor
+from streams.monitor import LeanMonitor
 from streams.security import KafkaSecurity
 from streams.transport import TunedTransport
 
@@ -32,6 +34,8 @@ HEARTBEAT_INTERVAL = 1.0  # seconds
 # Kubernetes kills a pod 30 s after SIGTERM; the worker ends itself before that.
 STOP_TIMEOUT = 20.0  # seconds from the start of a stop to a forced exit
 STOP_TIMEOUT_EXIT_CODE = 70
+# Container allocations between two young-generation collections (Python's default: 700).
+GC_YOUNG_THRESHOLD = 50_000
 
 logger = logging.getLogger("parley.worker")
 
@@ -43,9 +47,16 @@ class ParleyApp(faust.App):  # type: ignore[misc]
     fetch_wait_ms: int | None = None
     lag_task: asyncio.Task[None] | None = None
     fetch_idle_wait_ms: int | None = None
+    event_type: Any = None
 
     def _new_transport(self) -> Any:
         return TunedTransport(self.conf.broker_consumer, self)
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
+        # Faust reads ``conf.Event`` through its settings registry for each message.
+        if self.event_type is None:
+            self.event_type = self.conf.Event
+        return self.event_type(self, key, value, headers, message)
 
     async def on_start(self) -> None:
         # Only a worker starts the app (operator commands run beside it), so
@@ -53,6 +64,7 @@ class ParleyApp(faust.App):  # type: ignore[misc]
         assert self.settings is not None
         await check_schema(self.settings)
         await super().on_start()
+        tune_collector()
         if self.settings.worker_metrics_port:
             self.lag_task = asyncio.create_task(
                 LagMonitor(settings=self.settings).run(), name="worker-consumer-lag"
@@ -88,6 +100,24 @@ async def check_schema(settings: Settings) -> None:
         raise
     finally:
         await engine.dispose()
+
+
+def tune_collector() -> None:
+    """Spare the worker's hot path the cyclic garbage collector's sweeps.
+
+    A backlog keeps tens of thousands of records, events and messages alive, and
+    each of them is a container the collector walks: with Python's defaults the
+    agent stage spent about 15 % of the worker's CPU collecting (0.97 s of 6.3 s
+    for 20,000 messages, four full collections of 150 ms each) and freed a few
+    hundred objects. The per-message objects form no cycles; reference counting
+    frees them. So the objects alive once the worker has started (modules,
+    services, compiled statements) are frozen out of every collection, and young
+    collections run every ``GC_YOUNG_THRESHOLD`` allocations instead of 700.
+    Cycles are still collected, later.
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def start_stop_watchdog(timeout: float) -> None:
@@ -132,6 +162,11 @@ def configure(sender: ParleyApp, conf: Any, **_: Any) -> None:
     conf.broker_heartbeat_interval = HEARTBEAT_INTERVAL
     # Faust's web server would need a port per worker; Parley's health lives in the gateway.
     conf.web_enabled = False
+    # Without the web views, Faust's per-event statistics have no reader.
+    conf.Monitor = LeanMonitor
+    # Faust's repaired Cython fast paths (off by default since faust 0.14): the
+    # stream takes an event already in its buffer without awaiting the channel.
+    conf.cython_optimizations = True
     conf.datadir = str(settings.data_dir / "worker")
     if settings.worker_metrics_port:
         # Faust's own web server is off; the agent's counters are served here.

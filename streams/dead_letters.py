@@ -42,7 +42,7 @@ class RawEvent:
 
     value: bytes | None
     key: bytes | None = None
-    headers: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = dataclasses.field(default_factory=list)
     topic: str = ""
     partition: int = -1
     offset: int = -1
@@ -86,7 +86,9 @@ class DeadLetters:
         self._backoff = backoff
 
     async def send(self, event: RawEvent, *, reason: str, kind: str) -> None:
-        headers = [(name, value) for name, value in event.headers if not _ours(name)]
+        headers = [
+            (str(name), bytes(value or b"")) for name, value in event.headers if not _ours(name)
+        ]
         headers += [
             (HEADER_ERROR, reason.encode(errors="replace")[:REASON_BYTES]),
             (HEADER_ERROR_CLASS, kind.encode()),

@@ -12,7 +12,7 @@ import json
 import math
 import re
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from streams.errors import InvalidEvent
 
@@ -26,6 +26,8 @@ BIGINT_MAX = 2**63 - 1
 # json.loads joins an escaped surrogate pair into one character, so any surrogate
 # left in a decoded string is a lone one, which UTF-8 cannot encode.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# The form str(uuid.UUID(...)) gives; a value already in it needs no parsing.
+CANONICAL_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def partition_key(project_id: int, visitor_uid: str) -> bytes:
@@ -177,7 +179,46 @@ def _require_storable(body: dict[str, Any]) -> None:
     Text and jsonb refuse NUL and lone surrogates (JSON may escape both:
     ``"\\u0000"``, ``"\\ud800"``); bigint columns refuse larger integers; jsonb
     refuses NaN and infinities.
+
+    Every event the agent stores passes here, so the common case is checked
+    without naming where each value sits; only a refused body is walked again
+    to say where the offending value is.
     """
+    if not _storable(body):
+        _refuse_unstorable(body)
+
+
+def _storable(body: dict[str, Any]) -> bool:
+    """Whether every value of a decoded JSON body can be stored (types as json.loads makes)."""
+    pending: list[Any] = [body]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is str:
+            if not _storable_text(value):
+                return False
+        elif kind is dict:
+            for key, item in value.items():
+                if not _storable_text(key):
+                    return False
+                pending.append(item)
+        elif kind is list:
+            pending.extend(value)
+        elif kind is int:
+            if not BIGINT_MIN <= value <= BIGINT_MAX:
+                return False
+        elif kind is float and not math.isfinite(value):
+            return False
+    return True
+
+
+def _storable_text(text: str) -> bool:
+    # An ASCII string holds no surrogate; isascii() costs nothing on a str.
+    return "\x00" not in text and (text.isascii() or not LONE_SURROGATE.search(text))
+
+
+def _refuse_unstorable(body: dict[str, Any]) -> NoReturn:
+    """Raise InvalidEvent naming the first value of ``body`` PostgreSQL cannot store."""
     pending: list[tuple[str, Any]] = [("", body)]
     while pending:
         path, value = pending.pop()
@@ -196,6 +237,7 @@ def _require_storable(body: dict[str, Any]) -> None:
                 raise InvalidEvent(f"{path} is an integer out of range")
         elif isinstance(value, float) and not math.isfinite(value):
             raise InvalidEvent(f"{path} is not a finite number")
+    raise InvalidEvent("the event holds a value that cannot be stored")
 
 
 def _require_storable_text(path: str, text: str) -> None:
@@ -223,6 +265,8 @@ def _uuid(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str):
         raise InvalidEvent(f"{field} must be a string")
+    if CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:

@@ -1,4 +1,4 @@
-"""The worker's stop bound: a stop that hangs ends the process anyway."""
+"""The worker process: its stop bound (a stop that hangs ends the process anyway), its collector."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from streams.app import STOP_TIMEOUT, STOP_TIMEOUT_EXIT_CODE
+from streams.app import GC_YOUNG_THRESHOLD, STOP_TIMEOUT, STOP_TIMEOUT_EXIT_CODE
 
 KUBERNETES_GRACE = 30.0  # seconds between SIGTERM and SIGKILL
 
@@ -31,3 +31,22 @@ def test_a_hanging_stop_is_ended_by_the_watchdog() -> None:
     assert hung.returncode == STOP_TIMEOUT_EXIT_CODE
     assert time.monotonic() - began < 10
     assert b"did not stop within" in hung.stderr
+
+
+def test_the_collector_is_tuned_once_the_worker_has_started() -> None:
+    # In a process of its own: freezing would also change this test process.
+    tuned = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import gc; from streams.app import tune_collector; "
+            "tune_collector(); print(gc.get_threshold()[0], gc.get_freeze_count())",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        text=True,
+    )
+    threshold, frozen = map(int, tuned.stdout.split())
+    assert threshold == GC_YOUNG_THRESHOLD
+    assert frozen > 10_000  # the modules and objects alive at start

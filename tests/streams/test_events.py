@@ -148,3 +148,18 @@ def test_agent_replies_are_checked_the_same_way() -> None:
     )
     with pytest.raises(InvalidEvent, match="conversationId is an integer out of range"):
         AgentMessage.from_json(raw)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "0E0D3B7E-6F1C-4D6F-9A0B-4C7B1D2E3F40",
+        "{0e0d3b7e-6f1c-4d6f-9a0b-4c7b1d2e3f40}",
+        "0e0d3b7e6f1c4d6f9a0b4c7b1d2e3f40",
+        "urn:uuid:0e0d3b7e-6f1c-4d6f-9a0b-4c7b1d2e3f40",
+        "0e0d3b7e-6f1c-4d6f-9a0b-4c7b1d2e3f40",
+    ],
+)
+def test_a_temp_id_is_stored_in_one_canonical_form(written: str) -> None:
+    event = VisitorMessage.from_json(json.dumps(visitor_value(tempId=written)))
+    assert event.temp_id == "0e0d3b7e-6f1c-4d6f-9a0b-4c7b1d2e3f40"

@@ -1,12 +1,15 @@
-"""The worker's fetch wait follows the traffic: short while records arrive, long when idle."""
+"""The worker's fetch wait follows the traffic (short while records arrive, long when idle);
+its producer buffer counts what waits to be produced."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 from aiokafka.consumer.fetcher import Fetcher
 
-from streams.transport import IDLE_AFTER, AdaptiveWaitFetcher, adapt_fetcher
+from streams.transport import IDLE_AFTER, AdaptiveWaitFetcher, LeanProducerBuffer, adapt_fetcher
 
 
 def fetcher() -> AdaptiveWaitFetcher:
@@ -43,3 +46,24 @@ async def test_records_in_a_fetch_answer_switch_back_to_the_busy_wait(monkeypatc
     adapted.__dict__["next_answer"] = True
     await adapted._proc_fetch_request(None, 0, None)
     assert adapted._fetch_max_wait_ms == 20
+
+
+def test_the_producer_buffer_counts_what_waits_to_be_produced() -> None:
+    buffer = LeanProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+    assert buffer.size == 0
+    buffer.pending.put_nowait(object())
+    buffer.pending.put_nowait(object())
+    assert buffer.size == 2
+    # Read once: the setting does not change once the app is configured.
+    buffer.app.conf = None
+    assert buffer.size == 2
+
+
+def test_a_threaded_producer_buffer_counts_its_thread_queue() -> None:
+    buffer = LeanProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=True))
+    assert buffer.size == 0  # the thread's queue is attached on the first send
+    buffer.queue = asyncio.Queue()
+    buffer.queue.put_nowait(object())
+    assert buffer.size == 1
