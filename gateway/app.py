@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import engineio
 import redis.asyncio as aioredis
 import redis.backoff
-import socketio
 from redis.asyncio.retry import Retry
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
@@ -64,6 +64,7 @@ SHUTDOWN_BUDGET = 8.0  # seconds
 GRACEFUL_CLOSE = 5  # seconds uvicorn gives open requests and sockets
 SUBSCRIPTION_PROTOCOL = 2  # RESP version of the pub/sub connection (see subscription_client)
 STATIC = Path(__file__).parent / "static"
+SOCKET_IO_PATH = "socket.io"  # where Socket.IO clients connect (/socket.io/)
 
 
 class ServiceSlot:
@@ -263,4 +264,6 @@ def create_app(settings: Settings) -> Any:
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
     starlette = Starlette(routes=routes, lifespan=lifespan)
-    return socketio.ASGIApp(sio, other_asgi_app=starlette)
+    # socketio.ASGIApp is this with the Socket.IO server in front of the Engine.IO one,
+    # whose handle_request only hands over: one coroutine frame less per open socket.
+    return engineio.ASGIApp(sio.eio, other_asgi_app=starlette, engineio_path=SOCKET_IO_PATH)

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterator
 
 
-@dataclasses.dataclass(kw_only=True)
+@dataclasses.dataclass(kw_only=True, slots=True)
 class VisitorClient:
     project_id: int
     # Empty until bound (at connect from auth, or by the first identify); never changes after.
@@ -16,7 +16,7 @@ class VisitorClient:
     last_context_url: str | None = None  # the page last stored, so repeats are not rewritten
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class AgentClient:
     agent_id: int
     display_name: str

@@ -78,7 +78,7 @@ def client_address(environ: Mapping[str, Any], *, trusted_proxies: tuple[Network
     return hops[0] if hops else str(peer)
 
 
-@dataclasses.dataclass(kw_only=True)
+@dataclasses.dataclass(kw_only=True, slots=True)
 class TokenBucket:
     """``capacity`` tokens, refilled at ``rate`` per second."""
 

@@ -24,6 +24,7 @@ import socketio
 from prometheus_client import Counter
 from socketio import packet
 
+from gateway.engine import EngineServer
 from gateway.errors import InvalidPayload
 
 logger = logging.getLogger("parley.packets")
@@ -47,6 +48,10 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(max_http_buffer_size=max_http_buffer_size, **options)
         self._max_packet = max_http_buffer_size
         self._attachment_bytes: dict[str, int] = {}
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        # python-socketio's hook for the Engine.IO server it builds: ours keeps less per socket.
+        return EngineServer
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         # python-socketio has no public hook between Engine.IO frames and packet

@@ -73,7 +73,7 @@ return 0
 SWEPT_BACK = -1  # DETACH's answer when the swept gateway's heartbeat returned
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Visitor:
     project_id: int
     visitor_uid: str

@@ -10,18 +10,19 @@ init containers can run it at once.
 from __future__ import annotations
 
 import asyncio
-import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.settings import to_plain_url
 from persistence.errors import DatabaseUnavailable, PersistenceError, wrap_errors
+from persistence.revisions import shipped
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT = 5.0  # seconds
@@ -34,6 +35,10 @@ class SchemaOutdated(PersistenceError):
 
 
 def alembic_config(database_url: str) -> Config:
+    # Imported here: the gateway and the worker check revisions (persistence.revisions)
+    # but never migrate, and Alembic would cost each of them 11 MB.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
@@ -42,6 +47,8 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to ``revision``; safe to run on every start."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
@@ -84,12 +91,9 @@ def prepare(database_url: str) -> None:
     asyncio.run(_upgrade_locked(database_url))
 
 
-@functools.cache
 def head_revision() -> str:
     """The newest migration this code ships."""
-    head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
-    assert head is not None, "no migrations found"
-    return head
+    return shipped().head
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -102,10 +106,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     return None if revision is None else str(revision)
 
 
-@functools.cache
 def known_revisions() -> frozenset[str]:
-    scripts = ScriptDirectory.from_config(alembic_config("postgresql://"))
-    return frozenset(script.revision for script in scripts.walk_revisions())
+    return shipped().known
 
 
 async def require_schema(engine: AsyncEngine) -> None:

@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from gateway.app import create_app
+from gateway.websocket_protocol import websocket_options
 from parley.embedded import free_port
 from parley.settings import Settings
 from streams.topics import ensure_topics, parley_topics
@@ -40,7 +41,7 @@ async def gateway_in_process(settings: Settings) -> AsyncIterator[str]:
         port=port,
         log_config=None,
         lifespan="on",
-        ws="websockets-sansio",
+        **websocket_options(),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name="test-gateway")

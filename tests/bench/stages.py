@@ -10,7 +10,8 @@
   what the dashboards received); events/s is measured as received by every dashboard.
 - **sockets**: visitor sockets connect to one gateway with a UUID visitorUid in
   their connect auth and ``identify``; the gateway's resident memory is read once
-  all are connected.
+  all are connected. Like browsers, they offer permessage-deflate in the
+  websocket handshake (``--no-deflate``: they do not).
 
 Each stage prints its rate (or memory) and the CPU of the processes involved.
 """
@@ -340,7 +341,10 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
             for attempt in range(IDENTIFY_ATTEMPTS):
                 try:
                     socket = await SocketClient.connect(
-                        session, url, {"projectId": stack.project_id, "visitorUid": uid}
+                        session,
+                        url,
+                        {"projectId": stack.project_id, "visitorUid": uid},
+                        deflate=not args.no_deflate,
                     )
                     break
                 except (TimeoutError, aiohttp.ClientError):
@@ -379,7 +383,8 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
         f"sockets: {alive} of {args.sockets} connected and identified in {connected_s:.1f} s; "
         f"gateway resident {resident:.1f} MB (idle {baseline:.1f} MB, "
         f"{per_socket_kb:.1f} KB per socket, peak {watched.peak_kb / 1024:.1f} MB; "
-        f"{retries} connects or identifies retried)"
+        f"{retries} connects or identifies retried; "
+        f"permessage-deflate {'not offered' if args.no_deflate else 'offered'})"
     )
     return {
         "sockets": args.sockets,
@@ -390,6 +395,7 @@ async def stage_sockets(stack: BenchStack, args: argparse.Namespace) -> dict[str
         "gateway_peak_mb": round(watched.peak_kb / 1024, 1),
         "kb_per_socket": round(per_socket_kb, 1),
         "identify_retries": retries,
+        "deflate_offered": not args.no_deflate,
     }
 
 
@@ -438,6 +444,11 @@ def main() -> None:
     parser.add_argument("--fanout-events", type=int, default=DEFAULT_FANOUT_EVENTS)
     parser.add_argument("--fanout-window", type=int, default=DEFAULT_FANOUT_WINDOW)
     parser.add_argument("--sockets", type=int, default=DEFAULT_SOCKETS)
+    parser.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="sockets stage: do not offer permessage-deflate (browsers offer it)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--workdir", type=Path, help="keep services' data and logs here")
     args = parser.parse_args()

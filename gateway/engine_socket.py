@@ -1,0 +1,123 @@
+"""An Engine.IO socket whose open websocket holds one task (uvicorn's), not five.
+
+python-engineio's ``AsyncSocket`` keeps, per websocket: a writer task waiting on
+the send queue through ``asyncio.wait_for`` (on Python 3.11 a second task), a
+task per incoming frame, again inside ``wait_for``, and a task sleeping until
+the next ping. With their coroutines, futures and timers that is about 7 KB per
+idle socket (tracemalloc). Here the socket's own ASGI task reads frames under
+``asyncio.timeout``, the next ping is a timer, and a writer task exists only
+while packets wait to be sent.
+
+What is kept, as python-engineio has it: packets leave in the order they were
+queued, from one writer at a time; a socket that sends nothing (not even a
+pong) for ``ping_interval + ping_timeout`` is closed; a frame over
+``max_http_buffer_size`` closes the socket; ``close(wait=True)`` returns once
+the queue is flushed. A socket that came over long-polling and upgrades keeps
+python-engineio's handler (long-polling is off unless configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from engineio import async_socket, exceptions, packet
+
+WRITER_TASK = "engineio-writer"  # the name of each socket's short-lived writer task
+
+
+class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """``engineio.async_socket.AsyncSocket`` with a timer for pings and a writer on demand."""
+
+    # python-engineio's attributes this class reads and writes (annotations only).
+    last_ping: float | None
+    connected: bool
+    # Class-level defaults: python-engineio builds the socket, then it becomes this class.
+    _ping_timer: asyncio.TimerHandle | None = None
+    _websocket: Any = None  # set while this handler owns the websocket
+    _writer: asyncio.Task[None] | None = None
+
+    def schedule_ping(self) -> None:
+        # As python-engineio: a new ping only once the previous one was answered.
+        if self.last_ping:
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            self._enqueue(packet.Packet(packet.PING))
+
+    async def send(self, pkt: packet.Packet) -> None:
+        if not await self.check_ping_timeout():
+            return
+        self._enqueue(pkt)
+
+    def _enqueue(self, pkt: packet.Packet | None) -> None:
+        self.queue.put_nowait(pkt)
+        if self._websocket is not None and self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write(), name=WRITER_TASK)
+
+    async def _write(self) -> None:
+        """Send what is queued, then end; ``None`` (the reader is done) closes the websocket."""
+        ws = self._websocket
+        try:
+            while True:
+                try:
+                    pkt = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                self.queue.task_done()
+                if pkt is None:
+                    break
+                try:
+                    await ws.send(pkt.encode())
+                except Exception:
+                    break  # the websocket is gone: python-engineio's writer stops the same way
+            self._websocket = None
+            await ws.close()
+        finally:
+            self._writer = None
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        await super().close(wait=wait, abort=abort, reason=reason)
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        if self.connected:
+            await super()._websocket_handler(ws)  # an upgrade from long-polling
+            return
+        self.connected = True
+        self.upgraded = True
+        self._websocket = ws
+        if not self.queue.empty():
+            self._writer = asyncio.get_running_loop().create_task(self._write(), name=WRITER_TASK)
+        silence = self.server.ping_interval + self.server.ping_timeout
+        while True:
+            try:
+                async with asyncio.timeout(silence):
+                    data = await ws.wait()
+            except BaseException:
+                # A timeout, a closed websocket or a cancelled task: python-engineio
+                # ends the loop for each alike and closes the socket below.
+                break
+            if data is None or len(data) > self.server.max_http_buffer_size:
+                break
+            pkt = packet.Packet(encoded_packet=data)
+            try:
+                await self.receive(pkt)
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                self.server.logger.exception("Unknown receive error")
+        self._enqueue(None)
+        if self._writer is not None:
+            await self._writer
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
