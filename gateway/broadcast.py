@@ -31,6 +31,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from gateway.engine_socket import CompactSocket
+
 logger = logging.getLogger("parley.broadcast")
 
 DEFAULT_NAMESPACE = "/"
@@ -101,6 +103,9 @@ class Broadcast:
         for socket in sockets:
             if socket.last_ping and now - socket.last_ping > timeout:
                 stale.append(socket)
+            elif isinstance(socket, CompactSocket):
+                # Its writer runs only while something is queued: queue through it.
+                socket.queue_frame(frame)
             else:
                 socket.queue.put_nowait(frame)
         for socket in stale:

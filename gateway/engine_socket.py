@@ -56,6 +56,11 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             return
         self._enqueue(pkt)
 
+    def queue_frame(self, pkt: packet.Packet) -> None:
+        """Queue an encoded packet without the ping check: :class:`gateway.broadcast.Broadcast`
+        checks it for a whole room at once, and must start the writer like any send."""
+        self._enqueue(pkt)
+
     def _enqueue(self, pkt: packet.Packet | None) -> None:
         self.queue.put_nowait(pkt)
         if self._websocket is not None and self._writer is None:

@@ -147,3 +147,15 @@ async def test_every_dashboard_of_the_project_gets_each_event_once_in_order(
         assert seqs(await dashboard.wait_for("newMessage", count + 1)) == list(range(count + 1))
     for one in (*dashboards, outsider, widget):
         await one.close()
+
+
+async def test_one_event_reaches_a_quiet_dashboard_before_any_ping(
+    settings: Settings, gateway_url: str, project: Project, agent_token: str
+) -> None:
+    # A socket's writer runs only while something is queued; a broadcast that queued
+    # around it left the frame waiting for the next ping (25 s). 10 s is well under it.
+    dashboard = await clients.dashboard(gateway_url, agent_token, project.id)
+    uid = str(uuid.uuid4())
+    await publish_all(settings, [relayed_to(30_000, project.id, uid, 0)])
+    assert seqs(await dashboard.wait_for("newMessage", 1, timeout=10.0)) == [0]
+    await dashboard.close()
