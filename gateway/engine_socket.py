@@ -6,7 +6,9 @@ task per incoming frame, again inside ``wait_for``, and a task sleeping until
 the next ping. With their coroutines, futures and timers that is about 7 KB per
 idle socket (tracemalloc). Here the socket's own ASGI task reads frames under
 ``asyncio.timeout``, the next ping is a timer, and a writer task exists only
-while packets wait to be sent.
+while packets wait to be sent. The writer takes everything queued at once and,
+over uvicorn's :class:`gateway.websocket_protocol.CompactWebSocketProtocol`,
+writes it with one system call.
 
 What is kept, as python-engineio has it: packets leave in the order they were
 queued, from one writer at a time; a socket that sends nothing (not even a
@@ -20,11 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engineio import async_socket, exceptions, packet
 
 WRITER_TASK = "engineio-writer"  # the name of each socket's short-lived writer task
+
+FrameWriter = Callable[[Sequence[str | bytes]], bool]
+
+
+def frame_writer(ws: Any) -> FrameWriter | None:
+    """The ASGI server's batch write behind python-engineio's websocket, if it has one.
+
+    python-engineio's ASGI websocket keeps the ``send`` callable of the ASGI scope;
+    when nothing wraps it, it is the uvicorn protocol's bound method.
+    """
+    protocol = getattr(getattr(ws, "asgi_send", None), "__self__", None)
+    write = getattr(protocol, "write_frames", None)
+    return write if callable(write) else None
 
 
 class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
@@ -69,17 +85,27 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     async def _write(self) -> None:
         """Send what is queued, then end; ``None`` (the reader is done) closes the websocket."""
         ws = self._websocket
+        write_frames = frame_writer(ws)
         try:
-            while True:
-                try:
-                    pkt = self.queue.get_nowait()
-                except asyncio.QueueEmpty:
+            closing = False
+            while not closing:
+                frames: list[str | bytes] = []
+                while True:
+                    try:
+                        pkt = self.queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    self.queue.task_done()
+                    if pkt is None:
+                        closing = True
+                        break
+                    frames.append(pkt.encode())
+                if not frames and not closing:
                     return
-                self.queue.task_done()
-                if pkt is None:
-                    break
                 try:
-                    await ws.send(pkt.encode())
+                    if frames and (write_frames is None or not write_frames(frames)):
+                        for frame in frames:
+                            await ws.send(frame)
                 except Exception:
                     break  # the websocket is gone: python-engineio's writer stops the same way
             self._websocket = None

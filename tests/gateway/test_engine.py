@@ -21,7 +21,7 @@ from engineio.async_drivers import asgi as engineio_asgi
 
 from gateway.engine import EngineServer, translate_request
 from gateway.engine_socket import WRITER_TASK, CompactSocket
-from gateway.websocket_protocol import websocket_options
+from gateway.websocket_protocol import CompactWebSocketProtocol, websocket_options
 from parley.embedded import free_port
 
 WAIT = 10.0  # seconds before a test gives up on what should happen much sooner
@@ -31,7 +31,10 @@ PING_TIMEOUT = 0.5  # seconds
 
 @contextlib.asynccontextmanager
 async def engine_server(
-    handlers: dict[str, Callable[..., Any]] | None = None, **options: Any
+    handlers: dict[str, Callable[..., Any]] | None = None,
+    *,
+    ws_protocol: type[CompactWebSocketProtocol] | None = None,
+    **options: Any,
 ) -> AsyncIterator[tuple[str, EngineServer]]:
     """An EngineServer under uvicorn in this event loop; yields its URL and the server."""
     server = EngineServer(
@@ -44,13 +47,16 @@ async def engine_server(
     for event, handler in (handlers or {}).items():
         server.on(event, handler)
     port = free_port()
+    ws_options = websocket_options()
+    if ws_protocol is not None:
+        ws_options["ws"] = ws_protocol
     config = uvicorn.Config(
         engineio.ASGIApp(server),
         host="127.0.0.1",
         port=port,
         log_config=None,
         lifespan="off",
-        **websocket_options(),
+        **ws_options,
     )
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve(), name="test-engine-server")
@@ -228,6 +234,45 @@ async def test_packets_leave_in_order_and_disconnect_flushes_them() -> None:
                 received.append(frame.data)
         assert received == [f"4{index}" for index in range(burst)] + ["1"]
         await until(lambda: sid not in server.sockets, "the socket being forgotten")
+
+
+class CountingProtocol(CompactWebSocketProtocol):
+    """Records the size of each batch written (the test's view of the writes)."""
+
+    batches: list[int] = []
+
+    def write_frames(self, messages: Any) -> bool:
+        written = super().write_frames(messages)
+        if written:
+            CountingProtocol.batches.append(len(messages))
+        return written
+
+
+async def test_queued_packets_leave_in_one_write_and_in_order() -> None:
+    burst = 300
+    eio: list[EngineServer] = []
+    CountingProtocol.batches = []
+
+    async def message(sid: str, data: Any) -> None:
+        socket = eio[0].sockets[sid]
+        for index in range(burst):  # as a broadcast does: queued with no await between
+            socket.queue_frame(engineio.packet.Packet(engineio.packet.MESSAGE, str(index)))
+
+    async with (
+        engine_server({"message": message}, ws_protocol=CountingProtocol) as (url, server),
+        aiohttp.ClientSession() as session,
+    ):
+        eio.append(server)
+        ws, _ = await open_socket(session, url)
+        await ws.send_str("4go")
+        received: list[str] = []
+        while len(received) < burst:
+            frame = await asyncio.wait_for(ws.receive_str(), WAIT)
+            if frame != "2":
+                received.append(frame)
+        assert received == [f"4{index}" for index in range(burst)]
+        assert burst in CountingProtocol.batches  # all of them in one write
+        await ws.close()
 
 
 async def test_a_frame_over_the_packet_limit_closes_the_socket() -> None:
