@@ -18,13 +18,13 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
+from gateway import codec
 from persistence.outbox import (
     CONTEXT_UPDATED,
     CONVERSATION_UPDATED,
@@ -143,7 +143,7 @@ class Fanout:
 
     async def deliver(self, raw: str | bytes) -> None:
         try:
-            event = json.loads(raw)
+            event = codec.loads(raw)
             event_id = event["eventId"]
             kind = event["type"]
             project = (

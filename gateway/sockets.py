@@ -18,6 +18,7 @@ from typing import Any
 import socketio
 from prometheus_client import Gauge
 
+from gateway import codec
 from gateway.clients import ClientRegistry
 from gateway.dashboards import DashboardHandlers
 from gateway.errors import GatewayError, RateLimited
@@ -53,6 +54,7 @@ def create_socket_server(
         # Origins are checked per project at connect, against the project's list.
         cors_allowed_origins="*",
         async_handlers=False,
+        json=codec,
         max_http_buffer_size=MAX_PAYLOAD,
         logger=False,
         engineio_logger=False,

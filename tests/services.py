@@ -26,13 +26,14 @@ class ServiceSet:
     template: str = ""
 
     @classmethod
-    def start(cls, settings: Settings, root: Path) -> ServiceSet:
+    def start(cls, settings: Settings, root: Path, *, durable: bool = False) -> ServiceSet:
+        """``durable`` keeps PostgreSQL's fsync, as ``parley run`` does; tests do without."""
         embedded: list[EmbeddedService] = []
         try:
             if settings.database_url:
                 server_url = to_plain_url(settings.database_url)
             else:
-                pg = EmbeddedPostgres(workdir=root / "postgres")
+                pg = EmbeddedPostgres(workdir=root / "postgres", durable=durable)
                 pg.start()
                 embedded.append(pg)
                 server_url = pg.url

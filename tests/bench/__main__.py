@@ -45,7 +45,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         duration=args.duration,
         size=args.size,
     )
-    async with bench_stack(workdir) as stack:
+    async with bench_stack(workdir, durable=args.durable) as stack:
         await stack.cluster.worker()
         await stack.cluster.relay()
         urls = [await stack.cluster.gateway(f"gateway-{i + 1}") for i in range(args.gateways)]
@@ -104,6 +104,11 @@ def main() -> None:
     parser.add_argument("--dashboards", type=int, default=DEFAULT_DASHBOARDS)
     parser.add_argument("--gateways", type=int, default=1)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="characters per message")
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="embedded PostgreSQL with fsync on, as `make run` keeps it (default: off)",
+    )
     parser.add_argument("--json", type=Path, help="write the result here as JSON")
     parser.add_argument("--workdir", type=Path, help="keep services' data and logs here")
     args = parser.parse_args()

@@ -99,13 +99,17 @@ def _service_name(service: object) -> str:
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(workdir: Path, **overrides: str) -> AsyncIterator[BenchStack]:
+async def bench_stack(
+    workdir: Path, *, durable: bool = False, **overrides: str
+) -> AsyncIterator[BenchStack]:
     """Start the services and a project; stop every process on the way out.
+
+    ``durable`` runs the embedded PostgreSQL with fsync on, as ``parley run`` does.
 
     ``overrides`` are Parley environment variables (``PARLEY_RELAY_BATCH_SIZE``...).
     """
     base = {**os.environ, "PARLEY_SECRET": uuid.uuid4().hex + uuid.uuid4().hex}
-    services = ServiceSet.start(Settings.from_env(base), workdir)
+    services = ServiceSet.start(Settings.from_env(base), workdir, durable=durable)
     stack: BenchStack | None = None
     try:
         await asyncio.to_thread(services.create_template)
