@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from streams.app import GC_YOUNG_THRESHOLD, STOP_TIMEOUT, STOP_TIMEOUT_EXIT_CODE
 
@@ -16,7 +15,9 @@ def test_the_stop_bound_is_below_the_kubernetes_grace_period() -> None:
 
 
 def test_a_hanging_stop_is_ended_by_the_watchdog() -> None:
-    began = time.monotonic()
+    # The child would sleep 30 s; the run is cut at 20 s (an error here), so an exit
+    # with the watchdog's code and message is the watchdog's doing. No wall-clock
+    # bound beyond that: importing Faust alone can take seconds on a loaded machine.
     hung = subprocess.run(
         [
             sys.executable,
@@ -29,7 +30,6 @@ def test_a_hanging_stop_is_ended_by_the_watchdog() -> None:
         check=False,
     )
     assert hung.returncode == STOP_TIMEOUT_EXIT_CODE
-    assert time.monotonic() - began < 10
     assert b"did not stop within" in hung.stderr
 
 
