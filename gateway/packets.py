@@ -64,9 +64,17 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
             self._attachment_bytes[eio_sid] = received
         elif isinstance(data, str) and data[:1] in BINARY_TYPES:
             self._attachment_bytes[eio_sid] = len(data)
-        elif isinstance(data, str) and not self._decodable(data):
-            await self._answer_undecodable(eio_sid, data)
-            return
+        elif isinstance(data, str):
+            pkt = self._decoded(data)
+            if pkt is None:
+                await self._answer_undecodable(eio_sid, data)
+                return
+            if pkt.packet_type == packet.EVENT:
+                # Every message is an EVENT: dispatched as python-socketio does, from
+                # the packet decoded above rather than from a second decode.
+                self._attachment_bytes.pop(eio_sid, None)
+                await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+                return
         await super()._handle_eio_message(eio_sid, data)
         pending = self._binary_packet.get(eio_sid)
         if pending is None:
@@ -74,12 +82,12 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
         elif pending.attachment_count > MAX_ATTACHMENTS:
             await self._refuse(eio_sid, f"more than {MAX_ATTACHMENTS} attachments")
 
-    def _decodable(self, data: str) -> bool:
+    def _decoded(self, data: str) -> Any:
+        """The packet, or None when its JSON cannot be decoded."""
         try:
-            self.packet_class(encoded_packet=data)
+            return self.packet_class(encoded_packet=data)
         except (ValueError, RecursionError):
-            return False
-        return True
+            return None
 
     async def _answer_undecodable(self, eio_sid: str, data: str) -> None:
         head = EVENT_HEAD.match(data)
