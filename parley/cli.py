@@ -177,6 +177,9 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.import_guard import keep_out
+
+    keep_out()  # before uvicorn and the gateway import anything: 8 MB less resident
     import uvicorn
 
     from gateway.app import GRACEFUL_CLOSE, create_app
