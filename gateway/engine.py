@@ -7,6 +7,9 @@ about 20 KB (measured with tracemalloc in a gateway holding visitor sockets):
 - the ASGI request's environ, built by a ``translate_request`` that defines a new
   class per request for ``wsgi.input`` (2.5 KB each, kept as long as the socket):
   here the same environ with one module-level :class:`RequestBody`;
+- the websocket's ASGI scope, which uvicorn keeps for the socket's life, with
+  a raw copy of every header (about 1.9 KB with its handshake-only entries):
+  released once the environ holds the headers (:func:`release_handshake`);
 - four tasks (writer, ping, a reader task per frame, a task inside each
   ``wait_for``): here :class:`gateway.engine_socket.CompactSocket`, one task.
 
@@ -25,6 +28,10 @@ from engineio import async_socket
 
 from gateway.engine_socket import CompactSocket
 from gateway.primitives import CompactQueue
+
+# Scope entries only the handshake reads: the requested subprotocols, the
+# server's extensions and the lifespan state copied for the request.
+HANDSHAKE_ONLY = ("subprotocols", "extensions", "state")
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -109,7 +116,23 @@ async def translate_request(
         key = sys.intern("HTTP_" + name.replace("-", "_"))
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+    if scope["type"] == "websocket":
+        release_handshake(scope)
     return environ
+
+
+def release_handshake(scope: MutableMapping[str, Any]) -> None:
+    """Drop what a websocket's scope holds only for its handshake; the environ has the headers.
+
+    uvicorn keeps the scope as long as the socket. After this point nobody reads
+    its headers: uvicorn's proxy-headers middleware ran before the app, and
+    Engine.IO and Socket.IO (Parley's connect handlers too) read the environ,
+    where every header is, decoded. What stays: type, path, query string, client
+    and server (``gateway.limits`` reads the client), scheme.
+    """
+    scope["headers"] = ()
+    for key in HANDSHAKE_ONLY:
+        scope.pop(key, None)
 
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
