@@ -4,13 +4,14 @@ python-engineio's ``AsyncSocket`` keeps, per websocket: a writer task waiting on
 the send queue through ``asyncio.wait_for`` (on Python 3.11 a second task), a
 task per incoming frame, again inside ``wait_for``, and a task sleeping until
 the next ping. With their coroutines, futures and timers that is about 7 KB per
-idle socket (tracemalloc). Here the socket's own ASGI task reads frames under
-``asyncio.timeout``, the next ping is a timer, and a writer task exists only
-while packets wait to be sent.
+idle socket (tracemalloc). Here the socket's own ASGI task reads frames, the
+next ping is a timer, and a writer task exists only while packets wait to be
+sent. A read has no timeout of its own: a silent client is found by python-engineio's
+service task, which checks every socket's unanswered ping once per ``ping_timeout``.
 
 What is kept, as python-engineio has it: packets leave in the order they were
-queued, from one writer at a time; a socket that sends nothing (not even a
-pong) for ``ping_interval + ping_timeout`` is closed; a frame over
+queued, from one writer at a time; a socket that leaves a ping unanswered for
+``ping_timeout`` is closed (by the service task, within another ``ping_timeout``); a frame over
 ``max_http_buffer_size`` closes the socket; ``close(wait=True)`` returns once
 the queue is flushed. A socket that came over long-polling and upgrades keeps
 python-engineio's handler (long-polling is off unless configured).
@@ -92,6 +93,11 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self._ping_timer.cancel()
             self._ping_timer = None
         await super().close(wait=wait, abort=abort, reason=reason)
+        if self.closed and self._websocket is not None:
+            # Closed from outside the reader (the service task's ping check, a
+            # server-side disconnect): the writer flushes the queue, then closes
+            # the websocket, which ends the reader's wait.
+            self._enqueue(None)
 
     async def _websocket_handler(self, ws: Any) -> None:
         if self.connected:
@@ -102,14 +108,16 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         self._websocket = ws
         if not self.queue.empty():
             self._writer = asyncio.get_running_loop().create_task(self._write(), name=WRITER_TASK)
-        silence = self.server.ping_interval + self.server.ping_timeout
         while True:
+            # No timeout per read: python-engineio's service task already closes a
+            # socket whose ping went unanswered for ping_timeout (it visits every
+            # socket once per ping_timeout), and its close ends this wait. A timer
+            # per wait cost ~1 KB per idle socket.
             try:
-                async with asyncio.timeout(silence):
-                    data = await ws.wait()
+                data = await ws.wait()
             except BaseException:
-                # A timeout, a closed websocket or a cancelled task: python-engineio
-                # ends the loop for each alike and closes the socket below.
+                # A closed websocket or a cancelled task: python-engineio ends the
+                # loop for each alike and closes the socket below.
                 break
             if data is None or len(data) > self.server.max_http_buffer_size:
                 break
