@@ -27,6 +27,7 @@ import engineio
 from engineio import async_socket
 
 from gateway.engine_socket import CompactSocket
+from gateway.ping_clock import PingClock
 from gateway.primitives import CompactQueue
 
 # Scope entries only the handshake reads: the requested subprotocols, the
@@ -142,6 +143,8 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        # Every CompactSocket's next ping, on one timer.
+        self.ping_clock = PingClock(interval=self.ping_interval)
         # The async driver's table is python-engineio's documented seam between
         # the server and its web framework; only the environ builder differs.
         self._async = {**self._async, "translate_request": translate_request}

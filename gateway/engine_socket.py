@@ -5,16 +5,18 @@ the send queue through ``asyncio.wait_for`` (on Python 3.11 a second task), a
 task per incoming frame, again inside ``wait_for``, and a task sleeping until
 the next ping. With their coroutines, futures and timers that is about 7 KB per
 idle socket (tracemalloc). Here the socket's own ASGI task reads frames, the
-next ping is a timer, and a writer task exists only while packets wait to be
-sent. A read has no timeout of its own: a silent client is found by python-engineio's
-service task, which checks every socket's unanswered ping once per ``ping_timeout``.
+next ping is an entry in the server's :class:`gateway.ping_clock.PingClock`,
+and a writer task exists only while packets wait to be sent. A read has no
+timeout of its own: a silent client is found by python-engineio's service
+task, which checks every socket's unanswered ping once per ``ping_timeout``.
 
 What is kept, as python-engineio has it: packets leave in the order they were
 queued, from one writer at a time; a socket that leaves a ping unanswered for
-``ping_timeout`` is closed (by the service task, within another ``ping_timeout``); a frame over
-``max_http_buffer_size`` closes the socket; ``close(wait=True)`` returns once
-the queue is flushed. A socket that came over long-polling and upgrades keeps
-python-engineio's handler (long-polling is off unless configured).
+``ping_timeout`` is closed (by the service task, within another
+``ping_timeout``); a frame over ``max_http_buffer_size`` closes the socket;
+``close(wait=True)`` returns once the queue is flushed. A socket that came over
+long-polling and upgrades keeps python-engineio's handler (long-polling is off
+unless configured).
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ WRITER_TASK = "engineio-writer"  # the name of each socket's short-lived writer 
 
 
 class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
-    """``engineio.async_socket.AsyncSocket`` with a timer for pings and a writer on demand."""
+    """``engineio.async_socket.AsyncSocket``: pings on a shared clock, a writer on demand."""
 
     # python-engineio's attributes this class reads and writes (annotations only).
     last_ping: float | None
     connected: bool
     # Class-level defaults: python-engineio builds the socket, then it becomes this class.
-    _ping_timer: asyncio.TimerHandle | None = None
     _websocket: Any = None  # set while this handler owns the websocket
     _writer: asyncio.Task[None] | None = None
 
@@ -43,11 +44,9 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         # As python-engineio: a new ping only once the previous one was answered.
         if self.last_ping:
             self.last_ping = None
-            loop = asyncio.get_running_loop()
-            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due)
+            self.server.ping_clock.schedule(self)  # one timer for all (gateway.ping_clock)
 
     def _ping_due(self) -> None:
-        self._ping_timer = None
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self._enqueue(packet.Packet(packet.PING))
@@ -89,9 +88,6 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self._writer = None
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-            self._ping_timer = None
         await super().close(wait=wait, abort=abort, reason=reason)
         if self.closed and self._websocket is not None:
             # Closed from outside the reader (the service task's ping check, a
