@@ -183,6 +183,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import GRACEFUL_CLOSE, create_app
+    from gateway.routing import INTERFACE
     from gateway.websocket_protocol import websocket_options
 
     settings.require("database_url", "redis_url", "kafka_bootstrap_servers")
@@ -193,6 +194,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_CLOSE,
+        interface=INTERFACE,
         **websocket_options(),
     )
     return 0
