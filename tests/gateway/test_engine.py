@@ -321,3 +321,34 @@ async def test_long_polling_still_upgrades_to_websocket() -> None:
         finally:
             await client.disconnect()
         await until(lambda: not server.sockets, "the socket being forgotten")
+
+
+async def test_a_waiting_reader_holds_nothing_of_the_last_frame() -> None:
+    """Between frames the socket's reader keeps no text, packet or payload (~700 B each)."""
+    handled: list[str] = []
+
+    async def message(sid: str, data: Any) -> None:
+        handled.append(data)
+
+    before = asyncio.all_tasks()
+    async with (
+        engine_server({"message": message}) as (url, _server),
+        aiohttp.ClientSession() as session,
+    ):
+        ws, _ = await open_socket(session, url)
+        await ws.send_str("4" + "x" * 10_000)
+        await until(lambda: bool(handled), "the message handled")
+        [task] = [
+            t
+            for t in asyncio.all_tasks() - before
+            if t.get_coro().__qualname__.endswith("run_asgi")
+        ]
+        coroutine: Any = task.get_coro()
+        while coroutine.cr_code.co_name != "_websocket_handler":
+            coroutine = coroutine.cr_await
+        assert coroutine.cr_code.co_qualname == "CompactSocket._websocket_handler"
+        await until(lambda: coroutine.cr_await is not None, "the reader waiting again")
+        held = coroutine.cr_frame.f_locals
+        assert held.get("data") is None
+        assert "pkt" not in held
+        await ws.close()
