@@ -22,6 +22,7 @@ unless configured).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -37,7 +38,7 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     last_ping: float | None
     connected: bool
     # Class-level defaults: python-engineio builds the socket, then it becomes this class.
-    _websocket: Any = None  # set while this handler owns the websocket
+    _send: Any = None  # the websocket's ASGI send, while this socket's reader owns it
     _writer: asyncio.Task[None] | None = None
 
     def schedule_ping(self) -> None:
@@ -63,12 +64,12 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     def _enqueue(self, pkt: packet.Packet | None) -> None:
         self.queue.put_nowait(pkt)
-        if self._websocket is not None and self._writer is None:
+        if self._send is not None and self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write(), name=WRITER_TASK)
 
     async def _write(self) -> None:
         """Send what is queued, then end; ``None`` (the reader is done) closes the websocket."""
-        ws = self._websocket
+        send = self._send
         try:
             while True:
                 try:
@@ -78,48 +79,79 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                 self.queue.task_done()
                 if pkt is None:
                     break
+                encoded = pkt.encode()
                 try:
-                    await ws.send(pkt.encode())
+                    # As python-engineio's ASGI WebSocket.send: both keys, one of them None.
+                    if isinstance(encoded, bytes):
+                        await send({"type": "websocket.send", "bytes": encoded, "text": None})
+                    else:
+                        await send({"type": "websocket.send", "bytes": None, "text": encoded})
                 except Exception:
                     break  # the websocket is gone: python-engineio's writer stops the same way
-            self._websocket = None
-            await ws.close()
+            self._send = None
+            with contextlib.suppress(Exception):  # already closed: as python-engineio's close
+                await send({"type": "websocket.close"})
         finally:
             self._writer = None
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         await super().close(wait=wait, abort=abort, reason=reason)
-        if self.closed and self._websocket is not None:
+        if self.closed and self._send is not None:
             # Closed from outside the reader (the service task's ping check, a
             # server-side disconnect): the writer flushes the queue, then closes
             # the websocket, which ends the reader's wait.
             self._enqueue(None)
 
-    async def _websocket_handler(self, ws: Any) -> None:
-        if self.connected:
-            await super()._websocket_handler(ws)  # an upgrade from long-polling
-            return
+    async def handle_get_request(self, environ: dict[str, Any]) -> Any:
+        """A new websocket is served here; long-polling and its upgrades by python-engineio.
+
+        python-engineio serves a websocket four coroutines deep (this method, its
+        ``_upgrade_websocket``, its ASGI ``WebSocket`` wrapper, its handler), each
+        suspended for the socket's life, plus the wrapper and a coroutine per read:
+        ~1.1 KB per idle socket. Here the reader is this coroutine, on ASGI's
+        ``receive`` and ``send`` directly.
+        """
+        # python-engineio's test for an upgrade request, word for word.
+        connections = [
+            part.strip() for part in environ.get("HTTP_CONNECTION", "").lower().split(",")
+        ]
+        if (
+            self.connected
+            or self.upgraded
+            or "upgrade" not in connections
+            or environ.get("HTTP_UPGRADE", "").lower() != "websocket"
+            or "asgi.send" not in environ
+        ):
+            return await super().handle_get_request(environ)
+        receive, send = environ["asgi.receive"], environ["asgi.send"]
+        await send({"type": "websocket.accept"})
         self.connected = True
         self.upgraded = True
-        self._websocket = ws
+        self._send = send
         if not self.queue.empty():
             self._writer = asyncio.get_running_loop().create_task(self._write(), name=WRITER_TASK)
+        limit = self.server.max_http_buffer_size
         while True:
             # Nothing of the previous frame stays referenced while the next is
-            # awaited: its text, packet and decoded payload were ~700 B per idle socket.
-            data = None
-            # No timeout per read: python-engineio's service task already closes a
-            # socket whose ping went unanswered for ping_timeout (it visits every
-            # socket once per ping_timeout), and its close ends this wait. A timer
-            # per wait cost ~1 KB per idle socket.
+            # awaited: its event, text, packet and decoded payload were ~700 B per
+            # idle socket. No timeout per read: python-engineio's service task
+            # closes a socket whose ping went unanswered for ping_timeout, and the
+            # close ends this wait (a timer per wait cost ~1 KB per idle socket).
+            event = data = None
             try:
-                data = await ws.wait()
+                event = await receive()
             except BaseException:
-                # A closed websocket or a cancelled task: python-engineio ends the
-                # loop for each alike and closes the socket below.
+                # A cancelled task: python-engineio ends the loop as for a closed
+                # websocket, and closes the socket below.
                 break
-            if data is None or len(data) > self.server.max_http_buffer_size:
+            if event["type"] != "websocket.receive":
+                break  # the websocket closed
+            data = event.get("bytes")
+            if data is None:
+                data = event.get("text")
+            if data is None or len(data) > limit:
                 break
+            event = None
             try:
                 await self.receive(packet.Packet(encoded_packet=data))
             except exceptions.UnknownPacketError:
@@ -132,3 +164,4 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if self._writer is not None:
             await self._writer
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return ""  # as python-engineio's ASGI WebSocket: nothing more to answer

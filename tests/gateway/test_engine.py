@@ -324,7 +324,7 @@ async def test_long_polling_still_upgrades_to_websocket() -> None:
 
 
 async def test_a_waiting_reader_holds_nothing_of_the_last_frame() -> None:
-    """Between frames the socket's reader keeps no text, packet or payload (~700 B each)."""
+    """The reader sits right under Engine.IO's connect and keeps nothing of the last frame."""
     handled: list[str] = []
 
     async def message(sid: str, data: Any) -> None:
@@ -343,12 +343,18 @@ async def test_a_waiting_reader_holds_nothing_of_the_last_frame() -> None:
             for t in asyncio.all_tasks() - before
             if t.get_coro().__qualname__.endswith("run_asgi")
         ]
+        chain = []
         coroutine: Any = task.get_coro()
-        while coroutine.cr_code.co_name != "_websocket_handler":
+        while coroutine.cr_code.co_name != "handle_get_request":
+            chain.append(coroutine.cr_code.co_qualname)
             coroutine = coroutine.cr_await
-        assert coroutine.cr_code.co_qualname == "CompactSocket._websocket_handler"
+        # The reader is the coroutine Engine.IO's connect awaits: no upgrade step,
+        # no websocket wrapper, no handler coroutines between (one frame each).
+        assert chain[-2:] == ["AsyncServer.handle_request", "AsyncServer._handle_connect"]
+        assert coroutine.cr_code.co_qualname == "CompactSocket.handle_get_request"
         await until(lambda: coroutine.cr_await is not None, "the reader waiting again")
         held = coroutine.cr_frame.f_locals
         assert held.get("data") is None
+        assert held.get("event") is None
         assert "pkt" not in held
         await ws.close()
