@@ -37,6 +37,7 @@ class CompactSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     # python-engineio's attributes this class reads and writes (annotations only).
     last_ping: float | None
     connected: bool
+    upgraded: bool
     # Class-level defaults: python-engineio builds the socket, then it becomes this class.
     _send: Any = None  # the websocket's ASGI send, while this socket's reader owns it
     _writer: asyncio.Task[None] | None = None
