@@ -44,12 +44,14 @@ class RequestBody:
     __slots__ = ("_event", "_payload", "_receive")
 
     def __init__(self, event: MutableMapping[str, Any], receive: Receive) -> None:
-        self._event = event
+        # A websocket's body is never read, and its environ lives as long as the
+        # socket: keeping its connect event would only hold one more dict.
+        self._event = event if event["type"] == "http.request" else None
         self._receive = receive
         self._payload: bytes | None = None
 
     async def read(self, length: int | None = None) -> bytes:
-        if self._payload is None and self._event["type"] == "http.request":
+        if self._payload is None and self._event is not None:
             self._payload = self._event.get("body") or b""
             while self._event.get("more_body"):
                 self._event = await self._receive()

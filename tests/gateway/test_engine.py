@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -159,6 +160,12 @@ async def test_a_websocket_scope_lets_go_of_its_handshake_once_the_environ_is_bu
     }
     environ = await translate_request(scope, receive, send)
     assert environ["HTTP_ORIGIN"] == "https://shop.example"
+    assert await environ["wsgi.input"].read() == b""
+    # The body reader keeps no connect event (a dict per socket for nothing).
+    assert not any(
+        isinstance(event, dict) and event.get("type") == "websocket.connect"
+        for event in gc.get_referents(environ["wsgi.input"])
+    )
     assert environ["asgi.scope"] is scope
     assert scope == {
         "type": "websocket",
