@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import engineio
 import redis.asyncio as aioredis
 import redis.backoff
 from redis.asyncio.retry import Retry
@@ -37,6 +36,7 @@ from gateway.presence import Presence
 from gateway.project_cache import ProjectCache
 from gateway.ratelimit import DistinctLimiter, RateLimiter
 from gateway.revocation import AgentAccess, revocation_channel
+from gateway.routing import EngineRouter
 from gateway.services import Services
 from gateway.sockets import create_socket_server
 from gateway.subscription import ChannelSubscription
@@ -264,6 +264,7 @@ def create_app(settings: Settings) -> Any:
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
     starlette = Starlette(routes=routes, lifespan=lifespan)
-    # socketio.ASGIApp is this with the Socket.IO server in front of the Engine.IO one,
-    # whose handle_request only hands over: one coroutine frame less per open socket.
-    return engineio.ASGIApp(sio.eio, other_asgi_app=starlette, engineio_path=SOCKET_IO_PATH)
+    # socketio.ASGIApp would add a coroutine frame per open socket (its handle_request
+    # only hands over to Engine.IO's), and engineio.ASGIApp one more: EngineRouter
+    # routes as engineio.ASGIApp does, without a coroutine of its own (gateway.routing).
+    return EngineRouter(engine=sio.eio, other=starlette, path=SOCKET_IO_PATH)

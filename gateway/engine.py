@@ -7,6 +7,9 @@ about 20 KB (measured with tracemalloc in a gateway holding visitor sockets):
 - the ASGI request's environ, built by a ``translate_request`` that defines a new
   class per request for ``wsgi.input`` (2.5 KB each, kept as long as the socket):
   here the same environ with one module-level :class:`RequestBody`;
+- the websocket's ASGI scope, which uvicorn keeps for the socket's life, with
+  a raw copy of every header (about 1.9 KB with its handshake-only entries):
+  released once the environ holds the headers (:func:`release_handshake`);
 - four tasks (writer, ping, a reader task per frame, a task inside each
   ``wait_for``): here :class:`gateway.engine_socket.CompactSocket`, one task.
 
@@ -24,7 +27,12 @@ import engineio
 from engineio import async_socket
 
 from gateway.engine_socket import CompactSocket
+from gateway.ping_clock import PingClock
 from gateway.primitives import CompactQueue
+
+# Scope entries only the handshake reads: the requested subprotocols, the
+# server's extensions and the lifespan state copied for the request.
+HANDSHAKE_ONLY = ("subprotocols", "extensions", "state")
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -36,12 +44,14 @@ class RequestBody:
     __slots__ = ("_event", "_payload", "_receive")
 
     def __init__(self, event: MutableMapping[str, Any], receive: Receive) -> None:
-        self._event = event
+        # A websocket's body is never read, and its environ lives as long as the
+        # socket: keeping its connect event would only hold one more dict.
+        self._event = event if event["type"] == "http.request" else None
         self._receive = receive
         self._payload: bytes | None = None
 
     async def read(self, length: int | None = None) -> bytes:
-        if self._payload is None and self._event["type"] == "http.request":
+        if self._payload is None and self._event is not None:
             self._payload = self._event.get("body") or b""
             while self._event.get("more_body"):
                 self._event = await self._receive()
@@ -109,7 +119,23 @@ async def translate_request(
         key = sys.intern("HTTP_" + name.replace("-", "_"))
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+    if scope["type"] == "websocket":
+        release_handshake(scope)
     return environ
+
+
+def release_handshake(scope: MutableMapping[str, Any]) -> None:
+    """Drop what a websocket's scope holds only for its handshake; the environ has the headers.
+
+    uvicorn keeps the scope as long as the socket. After this point nobody reads
+    its headers: uvicorn's proxy-headers middleware ran before the app, and
+    Engine.IO and Socket.IO (Parley's connect handlers too) read the environ,
+    where every header is, decoded. What stays: type, path, query string, client
+    and server (``gateway.limits`` reads the client), scheme.
+    """
+    scope["headers"] = ()
+    for key in HANDSHAKE_ONLY:
+        scope.pop(key, None)
 
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -119,6 +145,8 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        # Every CompactSocket's next ping, on one timer.
+        self.ping_clock = PingClock(interval=self.ping_interval)
         # The async driver's table is python-engineio's documented seam between
         # the server and its web framework; only the environ builder differs.
         self._async = {**self._async, "translate_request": translate_request}

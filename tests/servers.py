@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from gateway.app import create_app
+from gateway.routing import INTERFACE
 from gateway.websocket_protocol import websocket_options
 from parley.embedded import free_port
 from parley.settings import Settings
@@ -41,6 +42,7 @@ async def gateway_in_process(settings: Settings) -> AsyncIterator[str]:
         port=port,
         log_config=None,
         lifespan="on",
+        interface=INTERFACE,
         **websocket_options(),
     )
     server = uvicorn.Server(config)

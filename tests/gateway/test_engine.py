@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -134,8 +135,9 @@ async def test_the_environ_is_python_engineios(kind: str) -> None:
         raise AssertionError("translating a request sends nothing")
 
     scope = _scope(kind, HEADERS)
-    ours = await translate_request(scope, receiver(), send)
+    # python-engineio's first: ours releases a websocket scope's headers once read.
     theirs = await engineio_asgi.translate_request(scope, receiver(), send)
+    ours = await translate_request(scope, receiver(), send)
     our_body, their_body = ours.pop("wsgi.input"), theirs.pop("wsgi.input")
     for environ in (ours, theirs):  # each was given its own receive
         assert environ.pop("asgi.receive") is not None
@@ -145,6 +147,68 @@ async def test_the_environ_is_python_engineios(kind: str) -> None:
     if kind == "http":  # python-engineio reads CONTENT_LENGTH bytes
         assert await our_body.read(11) == await their_body.read(11) == b"hello world"
         assert await our_body.read() == await their_body.read() == b""
+
+
+async def test_a_websocket_scope_lets_go_of_its_handshake_once_the_environ_is_built() -> None:
+    """uvicorn keeps a websocket's scope for its life; its raw headers were a second copy."""
+
+    async def receive() -> Any:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        raise AssertionError("nothing is sent")
+
+    scope = {
+        **_scope("websocket", HEADERS),
+        "subprotocols": ["chat"],
+        "extensions": {"websocket.http.response": {}},
+        "state": {"services": object()},
+    }
+    environ = await translate_request(scope, receive, send)
+    assert environ["HTTP_ORIGIN"] == "https://shop.example"
+    assert await environ["wsgi.input"].read() == b""
+    # The body reader keeps no connect event (a dict per socket for nothing).
+    assert not any(
+        isinstance(event, dict) and event.get("type") == "websocket.connect"
+        for event in gc.get_referents(environ["wsgi.input"])
+    )
+    assert environ["asgi.scope"] is scope
+    assert scope == {
+        "type": "websocket",
+        "method": "GET",
+        "path": "/socket.io/",
+        "query_string": b"EIO=4&transport=websocket&projectId=7",
+        "headers": (),
+        "client": ("203.0.113.9", 5555),
+    }
+    # A long-polling request's scope lives only as long as the request: left whole.
+    http = _scope("http", HEADERS)
+    await translate_request(http, receive, send)
+    assert http["headers"] == HEADERS
+
+
+async def test_a_connected_socket_keeps_its_headers_in_the_environ_only() -> None:
+    """Through uvicorn: the connect handler sees every header; the scope then holds none."""
+    environs: list[dict[str, Any]] = []
+
+    async def connect(sid: str, environ: dict[str, Any]) -> None:
+        environs.append(environ)
+
+    async with (
+        engine_server({"connect": connect}) as (url, _server),
+        aiohttp.ClientSession() as session,
+    ):
+        ws, _ = await open_socket(session, url)
+        await until(lambda: bool(environs), "the connect handler running")
+        [environ] = environs
+        assert environ["HTTP_UPGRADE"].lower() == "websocket"
+        assert environ["QUERY_STRING"] == "EIO=4&transport=websocket"
+        scope = environ["asgi.scope"]
+        assert scope["headers"] == ()
+        assert not set(scope) & {"subprotocols", "extensions", "state"}
+        assert scope["client"][0] == "127.0.0.1"
+        await ws.send_str("4still served")
+        await ws.close()
 
 
 async def test_a_request_that_is_neither_gets_an_empty_environ() -> None:
@@ -309,3 +373,40 @@ async def test_long_polling_still_upgrades_to_websocket() -> None:
         finally:
             await client.disconnect()
         await until(lambda: not server.sockets, "the socket being forgotten")
+
+
+async def test_a_waiting_reader_holds_nothing_of_the_last_frame() -> None:
+    """The reader sits right under Engine.IO's connect and keeps nothing of the last frame."""
+    handled: list[str] = []
+
+    async def message(sid: str, data: Any) -> None:
+        handled.append(data)
+
+    before = asyncio.all_tasks()
+    async with (
+        engine_server({"message": message}) as (url, _server),
+        aiohttp.ClientSession() as session,
+    ):
+        ws, _ = await open_socket(session, url)
+        await ws.send_str("4" + "x" * 10_000)
+        await until(lambda: bool(handled), "the message handled")
+        [task] = [
+            t
+            for t in asyncio.all_tasks() - before
+            if t.get_coro().__qualname__.endswith("run_asgi")
+        ]
+        chain = []
+        coroutine: Any = task.get_coro()
+        while coroutine.cr_code.co_name != "handle_get_request":
+            chain.append(coroutine.cr_code.co_qualname)
+            coroutine = coroutine.cr_await
+        # The reader is the coroutine Engine.IO's connect awaits: no upgrade step,
+        # no websocket wrapper, no handler coroutines between (one frame each).
+        assert chain[-2:] == ["AsyncServer.handle_request", "AsyncServer._handle_connect"]
+        assert coroutine.cr_code.co_qualname == "CompactSocket.handle_get_request"
+        await until(lambda: coroutine.cr_await is not None, "the reader waiting again")
+        held = coroutine.cr_frame.f_locals
+        assert held.get("data") is None
+        assert held.get("event") is None
+        assert "pkt" not in held
+        await ws.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.sockets import MAX_PAYLOAD
-from gateway.websocket_protocol import MAX_FRAME
+from gateway.websocket_protocol import MAX_FRAME, CompactWebSocketProtocol
 from parley.settings import Settings
 from persistence.directory import Project
 from tests.servers import Cluster, create_topics
@@ -117,4 +118,20 @@ async def test_the_largest_packets_still_reach_the_handlers(
         # The handler read it, and refused it for its length: the frame was not cut.
         assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload", ack
         assert "longer than" in ack["error"]["message"]
+        await ws.close()
+
+
+async def test_an_open_sockets_protocol_keeps_its_attributes_in_slots(
+    gateway_url: str, project: Project
+) -> None:
+    """Every attribute uvicorn set on the connection went into a slot: no instance dict.
+
+    If uvicorn adds an attribute, it lands in the dict and this names it: add it
+    to UVICORN_ATTRIBUTES.
+    """
+    async with aiohttp.ClientSession() as session:
+        ws = await _open(session, gateway_url, project)
+        [protocol] = [o for o in gc.get_objects() if type(o) is CompactWebSocketProtocol]
+        assert vars(protocol) == {}
+        assert protocol.scope["type"] == "websocket"  # read back from its slot
         await ws.close()
