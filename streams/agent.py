@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from prometheus_client import Histogram
@@ -89,6 +89,14 @@ def decode_agent_message(raw: bytes | None) -> IncomingMessage:
     )
 
 
+class Decoded(NamedTuple):
+    """An event with its message, or with the reason it cannot be stored."""
+
+    event: RawEvent
+    message: IncomingMessage | None
+    invalid: str  # empty when ``message`` is set
+
+
 class BatchHandler:
     """Decodes, stores and dead-letters one batch; the caller acks it afterwards."""
 
@@ -97,7 +105,22 @@ class BatchHandler:
         self._storer = storer
         self._dead_letters = dead_letters
 
+    def decode(self, event: RawEvent) -> Decoded:
+        """Decode one event, or say why it is invalid; never raises."""
+        try:
+            return Decoded(event, self._decode(event.value), "")
+        except InvalidEvent as exc:
+            return Decoded(event, None, str(exc))
+        except Exception as exc:
+            # A decoding bug must not stall the partition either.
+            logger.exception("decoding an event failed", extra={"action": "agent.decode_error"})
+            return Decoded(event, None, f"cannot be decoded: {exc!r}")
+
     async def handle(self, events: Sequence[RawEvent]) -> None:
+        """Decode the events, then as :meth:`handle_decoded`."""
+        await self.handle_decoded([self.decode(event) for event in events])
+
+    async def handle_decoded(self, decoded: Sequence[Decoded]) -> None:
         """Return once every event is stored or dead-lettered.
 
         Raises :class:`WorkerStopping` if the worker stops first: then nothing of
@@ -107,16 +130,9 @@ class BatchHandler:
         batch: list[IncomingMessage] = []
         source: dict[int, RawEvent] = {}  # id(message) -> the event it came from
         invalid: list[tuple[RawEvent, str]] = []
-        for event in events:
-            try:
-                message = self._decode(event.value)
-            except InvalidEvent as exc:
-                invalid.append((event, str(exc)))
-                continue
-            except Exception as exc:
-                # A decoding bug must not stall the partition either.
-                logger.exception("decoding an event failed", extra={"action": "agent.decode_error"})
-                invalid.append((event, f"cannot be decoded: {exc!r}"))
+        for event, message, why in decoded:
+            if message is None:
+                invalid.append((event, why))
                 continue
             batch.append(message)
             source[id(message)] = event
@@ -152,29 +168,35 @@ def raw_event(event: Any) -> RawEvent:
 
 
 async def store_batches(
-    *, intake: Intake[Any], handler: BatchHandler, ack: Callable[[Any], Awaitable[Any]]
+    *,
+    intake: Intake[tuple[Any, Decoded]],
+    handler: BatchHandler,
+    ack: Callable[[Any], Awaitable[Any]],
 ) -> None:
     """Store what the intake holds, a batch at a time, acking each batch once stored.
+
+    The intake holds each Faust event with its decoded form: the agent's loop
+    decodes while the storer waits on PostgreSQL, so decoding is off the storer's path.
 
     Returns when the worker stops during a batch (nothing of it acked); a stop
     that cancels this task abandons the batch in hand the same way.
     """
     while True:
-        events = await intake.take()
+        taken = await intake.take()
         try:
-            await handler.handle([raw_event(event) for event in events])
+            await handler.handle_decoded([decoded for _, decoded in taken])
         except (WorkerStopping, asyncio.CancelledError) as exc:
             # Faust cancels the agent when it stops, usually before the retry
             # loop polls the stop: either way, nothing is acked.
             logger.warning(
                 "stopping with a batch of %d unstored; it will be redelivered",
-                len(events),
+                len(taken),
                 extra={"action": "agent.stopping"},
             )
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        for event in events:
+        for event, _ in taken:
             await ack(event)
 
 
@@ -209,7 +231,9 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                     sink=FaustDeadLetterSink(topic=dead_letter_topic), stopping=stopping
                 ),
             )
-            intake: Intake[Any] = Intake(batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY)
+            intake: Intake[tuple[Any, Decoded]] = Intake(
+                batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY
+            )
             storer = asyncio.create_task(
                 store_batches(intake=intake, handler=handler, ack=stream.ack),
                 name=f"parley.store.{topic_name}",
@@ -219,7 +243,7 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                 # Manual acks: the storer acks a batch once it is stored.
                 async for event in stream.noack().events():
                     try:
-                        await intake.put(event)
+                        await intake.put((event, handler.decode(raw_event(event))))
                     except IntakeClosed:
                         break
                 if storer.done():
