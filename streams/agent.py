@@ -31,6 +31,7 @@ from parley.settings import Settings
 from persistence.database import create_engine
 from persistence.store import IncomingMessage, MessageStore
 from streams.batching import BatchStorer
+from streams.buffer_reader import BufferReader
 from streams.dead_letters import INVALID, DeadLetters, FaustDeadLetterSink, RawEvent
 from streams.errors import InvalidEvent, WorkerStopping
 from streams.events import AgentMessage, VisitorMessage
@@ -241,9 +242,15 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
             storer.add_done_callback(lambda _: intake.close())
             try:
                 # Manual acks: the storer acks a batch once it is stored.
-                async for event in stream.noack().events():
+                reader = BufferReader(stream=stream)
+                while True:
                     try:
-                        await intake.put((event, handler.decode(raw_event(event))))
+                        events = await reader.read()
+                    except StopAsyncIteration:
+                        break  # Faust stops the actor by throwing this into its channel
+                    try:
+                        for event in events:
+                            await intake.put((event, handler.decode(raw_event(event))))
                     except IntakeClosed:
                         break
                 if storer.done():

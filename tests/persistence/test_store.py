@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.directory import Directory
 from persistence.batch_sql import ISO_CREATED_AT
+from persistence.directory import Directory
 from persistence.models import agents, conversations, messages, outbox, visitors
 from persistence.store import MessageStore, iso, message_shape
 from tests.factories import incoming, uid
