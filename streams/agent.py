@@ -1,9 +1,11 @@
 """The persistence agents: batches of visitor messages and agent replies into PostgreSQL.
 
-Acknowledgements are the agent's own: it reads the stream without acks
-(``stream.noack()``) into an :class:`~streams.intake.Intake`, and a storer task
-takes batches from it and acks a batch's events only after their messages are
-committed and their dead letters confirmed. Reading goes on while a batch is
+Acknowledgements are the agent's own: it takes the events from its stream
+buffer in bulk (:class:`~streams.buffer_reader.BufferReader`, past Faust's
+per-event stream iterator), decodes each one and puts it into an
+:class:`~streams.intake.Intake`; a storer task takes batches from it and acks a
+batch's events only after their messages are committed and their dead letters
+confirmed. Decoding happens while the storer waits on PostgreSQL. Reading goes on while a batch is
 stored, so under load the next batch is whatever arrived meanwhile (up to
 ``BATCH_SIZE``), and at low load a message is stored at once, alone. A stopping
 worker abandons the batch in hand and whatever the intake holds, unacknowledged;
