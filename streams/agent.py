@@ -5,12 +5,14 @@ buffer in bulk (:class:`~streams.buffer_reader.BufferReader`, past Faust's
 per-event stream iterator), decodes each one and puts it into an
 :class:`~streams.intake.Intake`; a storer task takes batches from it and acks a
 batch's events only after their messages are committed and their dead letters
-confirmed. Decoding happens while the storer waits on PostgreSQL. Reading goes on while a batch is
-stored, so under load the next batch is whatever arrived meanwhile (up to
-``BATCH_SIZE``), and at low load a message is stored at once, alone. A stopping
-worker abandons the batch in hand and whatever the intake holds, unacknowledged;
-the next worker receives them again, and the store is idempotent, so the
-redelivered part that was stored is recognised.
+confirmed. Decoding happens while the storer waits on PostgreSQL. There are
+``STORERS`` intakes and storers, each for its own share of the partitions.
+Reading goes on while a batch is stored, so under load the next batch is
+whatever arrived meanwhile (up to ``BATCH_SIZE``), and at low load a message
+is stored at once, alone. A stopping worker abandons the batches in hand and
+whatever the intakes hold, unacknowledged; the next worker receives them
+again, and the store is idempotent, so the redelivered part that was stored is
+recognised.
 
 No event can hold up the others: a value that is not a storable Parley event is
 dead-lettered when it is decoded, and a batch the database refuses is split to
@@ -42,7 +44,11 @@ from streams.intake import Intake, IntakeClosed
 logger = logging.getLogger("parley.agent")
 
 BATCH_SIZE = 1000  # events per transaction, at most
-INTAKE_CAPACITY = 2 * BATCH_SIZE  # events read ahead of the storer
+INTAKE_CAPACITY = 2 * BATCH_SIZE  # events read ahead of each storer
+# Storers per agent, each with its own connection and its own share of the
+# partitions: while one waits on PostgreSQL the other stores, so PostgreSQL
+# runs two transactions at once instead of idling between round trips.
+STORERS = 2
 DISPOSE_TIMEOUT = 2.0  # seconds to close the pool; PostgreSQL may be gone
 
 BATCH_SECONDS = Histogram("parley_agent_batch_seconds", "Time to store one batch")
@@ -155,6 +161,13 @@ class BatchHandler:
         )
 
 
+def storer_for(partition: int) -> int:
+    """The storer of a partition: always the same one, so a partition's events (and
+    with them each conversation's, which all share one partition key) are stored
+    and acked in order, by one transaction at a time."""
+    return partition % STORERS
+
+
 def raw_event(event: Any) -> RawEvent:
     """A Faust event (raw serializers) as the plain record the handler reads."""
     message = event.message
@@ -226,7 +239,7 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
         # concurrency stays 1: with more, Faust can commit past an unfinished message.
         async def persist(stream: Any) -> None:
             # No pre-ping: a batch that meets a dead connection is retried anyway.
-            engine = create_engine(settings.sqlalchemy_url, pool_size=2, pre_ping=False)
+            engine = create_engine(settings.sqlalchemy_url, pool_size=STORERS, pre_ping=False)
             handler = BatchHandler(
                 decode=decode,
                 storer=BatchStorer(store=MessageStore(engine=engine), stopping=stopping),
@@ -234,16 +247,26 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                     sink=FaustDeadLetterSink(topic=dead_letter_topic), stopping=stopping
                 ),
             )
-            intake: Intake[tuple[Any, Decoded]] = Intake(
-                batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY
-            )
-            storer = asyncio.create_task(
-                store_batches(intake=intake, handler=handler, ack=stream.ack),
-                name=f"parley.store.{topic_name}",
-            )
-            storer.add_done_callback(lambda _: intake.close())
+            intakes: list[Intake[tuple[Any, Decoded]]] = [
+                Intake(batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY) for _ in range(STORERS)
+            ]
+            storers = [
+                asyncio.create_task(
+                    store_batches(intake=intake, handler=handler, ack=stream.ack),
+                    name=f"parley.store.{topic_name}.{index}",
+                )
+                for index, intake in enumerate(intakes)
+            ]
+
+            def close_intakes(_: object) -> None:
+                # One storer ending ends the agent: its partitions would stall.
+                for intake in intakes:
+                    intake.close()
+
+            for storer in storers:
+                storer.add_done_callback(close_intakes)
             try:
-                # Manual acks: the storer acks a batch once it is stored.
+                # Manual acks: the storers ack a batch once it is stored.
                 reader = BufferReader(stream=stream)
                 while True:
                     try:
@@ -252,15 +275,20 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                         break  # Faust stops the actor by throwing this into its channel
                     try:
                         for event in events:
-                            await intake.put((event, handler.decode(raw_event(event))))
+                            await intakes[storer_for(event.message.partition)].put(
+                                (event, handler.decode(raw_event(event)))
+                            )
                     except IntakeClosed:
                         break
-                if storer.done():
-                    storer.result()  # a storer that crashed crashes the agent
+                for storer in storers:
+                    if storer.done():
+                        storer.result()  # a storer that crashed crashes the agent
             finally:
-                storer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await storer
+                for storer in storers:
+                    storer.cancel()
+                for storer in storers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await storer
                 try:
                     await asyncio.wait_for(engine.dispose(), DISPOSE_TIMEOUT)
                 except Exception as exc:  # a dead server's connections: nothing to keep
