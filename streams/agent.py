@@ -99,9 +99,13 @@ def decode_agent_message(raw: bytes | None) -> IncomingMessage:
 
 
 class Decoded(NamedTuple):
-    """An event with its message, or with the reason it cannot be stored."""
+    """An event with its message, or with the reason it cannot be stored.
 
-    event: RawEvent
+    ``event`` is a :class:`RawEvent` or a Faust event: the plain record is made
+    only for a dead letter, not for each event.
+    """
+
+    event: Any
     message: IncomingMessage | None
     invalid: str  # empty when ``message`` is set
 
@@ -114,10 +118,10 @@ class BatchHandler:
         self._storer = storer
         self._dead_letters = dead_letters
 
-    def decode(self, event: RawEvent) -> Decoded:
-        """Decode one event, or say why it is invalid; never raises."""
+    def decode(self, value: bytes | None, event: Any) -> Decoded:
+        """Decode one event's value, or say why it is invalid; never raises."""
         try:
-            return Decoded(event, self._decode(event.value), "")
+            return Decoded(event, self._decode(value), "")
         except InvalidEvent as exc:
             return Decoded(event, None, str(exc))
         except Exception as exc:
@@ -127,7 +131,7 @@ class BatchHandler:
 
     async def handle(self, events: Sequence[RawEvent]) -> None:
         """Decode the events, then as :meth:`handle_decoded`."""
-        await self.handle_decoded([self.decode(event) for event in events])
+        await self.handle_decoded([self.decode(event.value, event) for event in events])
 
     async def handle_decoded(self, decoded: Sequence[Decoded]) -> None:
         """Return once every event is stored or dead-lettered.
@@ -137,8 +141,8 @@ class BatchHandler:
         """
         began = time.perf_counter()
         batch: list[IncomingMessage] = []
-        source: dict[int, RawEvent] = {}  # id(message) -> the event it came from
-        invalid: list[tuple[RawEvent, str]] = []
+        source: dict[int, Any] = {}  # id(message) -> the event it came from
+        invalid: list[tuple[Any, str]] = []
         for event, message, why in decoded:
             if message is None:
                 invalid.append((event, why))
@@ -147,10 +151,10 @@ class BatchHandler:
             source[id(message)] = event
         outcome = await self._storer.store(batch)
         for event, reason in invalid:
-            await self._dead_letters.send(event, reason=reason, kind=INVALID)
+            await self._dead_letters.send(as_raw(event), reason=reason, kind=INVALID)
         for refusal in outcome.refused:
             await self._dead_letters.send(
-                source[id(refusal.message)], reason=refusal.reason, kind=refusal.kind
+                as_raw(source[id(refusal.message)]), reason=refusal.reason, kind=refusal.kind
             )
         BATCH_SECONDS.observe(time.perf_counter() - began)
         logger.debug(
@@ -166,6 +170,10 @@ def storer_for(partition: int) -> int:
     with them each conversation's, which all share one partition key) are stored
     and acked in order, by one transaction at a time."""
     return partition % STORERS
+
+
+def as_raw(event: Any) -> RawEvent:
+    return event if isinstance(event, RawEvent) else raw_event(event)
 
 
 def raw_event(event: Any) -> RawEvent:
@@ -276,7 +284,7 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                     try:
                         for event in events:
                             await intakes[storer_for(event.message.partition)].put(
-                                (event, handler.decode(raw_event(event)))
+                                (event, handler.decode(event.value, event))
                             )
                     except IntakeClosed:
                         break
