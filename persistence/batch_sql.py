@@ -63,30 +63,60 @@ EXISTING_MESSAGES = sa.text(
     """
 )
 
-INSERT_MESSAGES = sa.text(
-    """
-    INSERT INTO messages (conversation_id, project_id, seq, temp_id, content,
-                          sender_type, from_customer, agent_id, status, created_at)
-    SELECT t.conversation_id, t.project_id, t.seq, t.temp_id, t.content,
-           t.sender_type, t.sender_type = 'visitor', t.agent_id, 'sent', clock_timestamp()
-    FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:project_ids AS bigint[]),
-                CAST(:seqs AS integer[]), CAST(:temp_ids AS uuid[]), CAST(:contents AS text[]),
-                CAST(:sender_types AS text[]), CAST(:agent_ids AS bigint[]))
-        WITH ORDINALITY
-        AS t(conversation_id, project_id, seq, temp_id, content, sender_type, agent_id, ord)
-    ORDER BY t.ord
-    RETURNING id, conversation_id, project_id, seq, temp_id::text AS temp_id, content,
-              sender_type, from_customer, agent_id, status, created_at
-    """
-)
+# ``message_shape``'s ``createdAt`` (persistence.store.iso) in SQL: UTC, a "Z",
+# and microseconds only when there are any, as Python's isoformat() writes them.
+ISO_CREATED_AT = """
+    to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || CASE WHEN extract(microseconds FROM m.created_at)::bigint % 1000000 = 0 THEN ''
+            ELSE to_char(m.created_at AT TIME ZONE 'UTC', '.US') END
+    || 'Z'
+"""
 
-# The summary, the outbox rows and the NOTIFY in one round trip. Data-modifying
-# CTEs always run to completion; the messages they join were inserted by the
-# batch's previous statement. Outbox rows are fed in seq order, so outbox ids
-# follow seq within a conversation. NOTIFY is delivered at commit.
-SUMMARIZE_AND_RECORD = sa.text(
-    """
-    WITH summary AS (
+# A whole batch's writes in one round trip: the messages, the conversation
+# summaries, one outbox row per message and the NOTIFY (delivered at commit, so
+# the relay never wakes before the rows are visible). The outbox payload is
+# built here, as ``message_shape`` builds it in Python for history; the stored
+# shapes come back as JSON text, in (conversation, seq) order. Data-modifying
+# CTEs always run to completion, and the later ones read the messages through
+# ``inserted`` (a statement does not see its own inserts in the table). Outbox
+# rows are fed in seq order, so outbox ids follow seq within a conversation.
+STORE_MESSAGES = sa.text(
+    f"""
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:conversation_ids AS bigint[]), CAST(:project_ids AS bigint[]),
+            CAST(:seqs AS integer[]), CAST(:temp_ids AS uuid[]), CAST(:contents AS text[]),
+            CAST(:sender_types AS text[]), CAST(:agent_ids AS bigint[]),
+            CAST(:visitor_uids AS text[]), CAST(:agent_names AS text[]),
+            CAST(:accepted_ats AS text[])
+        ) WITH ORDINALITY AS t(conversation_id, project_id, seq, temp_id, content, sender_type,
+                               agent_id, visitor_uid, agent_name, accepted_at, ord)
+    ),
+    inserted AS (
+        INSERT INTO messages (conversation_id, project_id, seq, temp_id, content,
+                              sender_type, from_customer, agent_id, status, created_at)
+        SELECT conversation_id, project_id, seq, temp_id, content,
+               sender_type, sender_type = 'visitor', agent_id, 'sent', clock_timestamp()
+        FROM input
+        ORDER BY ord
+        RETURNING id, conversation_id, project_id, seq, temp_id, content,
+                  sender_type, from_customer, agent_id, status, created_at
+    ),
+    shaped AS (
+        SELECT m.id, m.conversation_id, m.seq, m.content, m.created_at, i.accepted_at,
+               jsonb_build_object(
+                   'id', m.id, 'conversationId', m.conversation_id,
+                   'projectId', m.project_id, 'visitorUid', i.visitor_uid, 'seq', m.seq,
+                   'content', m.content, 'fromCustomer', m.from_customer,
+                   'senderType', m.sender_type, 'status', m.status,
+                   'tempId', m.temp_id::text, 'createdAt', {ISO_CREATED_AT}
+               ) || CASE WHEN m.sender_type = 'agent'
+                         THEN jsonb_build_object('agentId', m.agent_id, 'agentName', i.agent_name)
+                         ELSE '{{}}'::jsonb END AS message
+        FROM inserted m
+        JOIN input i ON i.conversation_id = m.conversation_id AND i.seq = m.seq
+    ),
+    summary AS (
         UPDATE conversations c
         SET last_seq = u.last_seq,
             last_message_id = m.id,
@@ -96,23 +126,23 @@ SUMMARIZE_AND_RECORD = sa.text(
             session_metadata = COALESCE(CAST(u.metadata AS jsonb), c.session_metadata),
             updated_at = now()
         FROM unnest(CAST(:ids AS bigint[]), CAST(:last_seqs AS integer[]),
-                    CAST(:message_ids AS bigint[]), CAST(:unread AS integer[]),
-                    CAST(:metadata AS text[]))
-            AS u(id, last_seq, message_id, unread, metadata)
-        JOIN messages m ON m.id = u.message_id
+                    CAST(:unread AS integer[]), CAST(:metadata AS text[]))
+            AS u(id, last_seq, unread, metadata)
+        JOIN shaped m ON m.conversation_id = u.id AND m.seq = u.last_seq
         WHERE c.id = u.id
-        RETURNING c.id
     ),
     recorded AS (
         INSERT INTO outbox (conversation_id, event_type, payload)
-        SELECT t.conversation_id, :event_type, CAST(t.payload AS jsonb)
-        FROM unnest(CAST(:conversation_ids AS bigint[]), CAST(:payloads AS text[]))
-            WITH ORDINALITY AS t(conversation_id, payload, ord)
-        ORDER BY t.ord
-        RETURNING id
+        SELECT conversation_id, CAST(:event_type AS text),
+               jsonb_build_object(
+                   'type', CAST(:event_type AS text), 'message', message,
+                   'acceptedAt', accepted_at
+               )
+        FROM shaped
+        ORDER BY conversation_id, seq
     )
-    SELECT (SELECT count(*) FROM summary) AS summarized,
-           (SELECT count(*) FROM recorded) AS recorded,
-           pg_notify(:channel, '')
+    SELECT message::text AS message, (SELECT pg_notify(:channel, '')) AS notified
+    FROM shaped
+    ORDER BY conversation_id, seq
     """
 )

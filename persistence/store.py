@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -25,11 +26,10 @@ from persistence.batch_sql import (
     AGENT_NAMES,
     CREATE_OPEN_CONVERSATIONS,
     EXISTING_MESSAGES,
-    INSERT_MESSAGES,
     KNOWN_PROJECTS,
     LOCK_OPEN_CONVERSATIONS,
     LOCK_REPLY_CONVERSATIONS,
-    SUMMARIZE_AND_RECORD,
+    STORE_MESSAGES,
     UPSERT_VISITORS,
 )
 from persistence.errors import wrap_write_errors
@@ -59,9 +59,14 @@ class IncomingMessage:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AppendResult:
-    stored: list[dict[str, Any]]  # the message shape, in the order stored
+    stored_json: list[str]  # the message shapes as JSON text, in the order stored
     duplicates: int  # messages that were already stored
     rejected: list[tuple[IncomingMessage, str]]  # messages that cannot be stored, and why
+
+    @functools.cached_property
+    def stored(self) -> list[dict[str, Any]]:
+        """The message shapes, decoded when asked for (the agent only counts them)."""
+        return [json.loads(text) for text in self.stored_json]
 
 
 def iso(value: dt.datetime) -> str:
@@ -119,7 +124,7 @@ class MessageStore:
         retry or split the batch; nothing of a failed batch is stored.
         """
         if not batch:
-            return AppendResult(stored=[], duplicates=0, rejected=[])
+            return AppendResult(stored_json=[], duplicates=0, rejected=[])
         async with wrap_write_errors(), self._engine.begin() as conn:
             known = set(
                 (
@@ -154,7 +159,7 @@ class MessageStore:
             duplicates = await self._pick_fresh(conn, placed)
             touched = list({c.id: c for _, c in placed}.values())
             stored = await self._insert(conn, touched, names)
-        return AppendResult(stored=stored, duplicates=duplicates, rejected=rejected)
+        return AppendResult(stored_json=stored, duplicates=duplicates, rejected=rejected)
 
     async def _reply_conversations(
         self, conn: AsyncConnection, replies: list[IncomingMessage]
@@ -253,7 +258,8 @@ class MessageStore:
         conn: AsyncConnection,
         conversations: list[_Conversation],
         names: dict[int | None, str],
-    ) -> list[dict[str, Any]]:
+    ) -> list[str]:
+        """Write the fresh messages and their effects; their shapes as JSON text."""
         planned = [
             (conversation, conversation.last_seq + offset, message)
             for conversation in conversations
@@ -261,62 +267,32 @@ class MessageStore:
         ]
         if not planned:
             return []
-        rows = (
-            await conn.execute(
-                INSERT_MESSAGES,
-                {
-                    "conversation_ids": [c.id for c, _, _ in planned],
-                    "project_ids": [c.project_id for c, _, _ in planned],
-                    "seqs": [seq for _, seq, _ in planned],
-                    "temp_ids": [m.temp_id for _, _, m in planned],
-                    "contents": [m.content for _, _, m in planned],
-                    "sender_types": [m.sender_type for _, _, m in planned],
-                    "agent_ids": [m.agent_id for _, _, m in planned],
-                },
-            )
-        ).all()
-        by_id = {c.id: c for c in conversations}
-        rows = sorted(rows, key=lambda row: (row.conversation_id, row.seq))
-        shapes = [
-            message_shape(
-                row,
-                visitor_uid=by_id[row.conversation_id].visitor_uid,
-                agent_name=names.get(row.agent_id),
-            )
-            for row in rows
-        ]
-        accepted = {(c.id, seq): m.accepted_at for c, seq, m in planned}
-        last_row = {row.conversation_id: row for row in rows}
         touched = [c for c in conversations if c.fresh]
-        # One round trip: the summary, the outbox rows and the NOTIFY (delivered at
-        # commit, so the relay never wakes before the rows are visible).
-        await conn.execute(
-            SUMMARIZE_AND_RECORD,
+        rows = await conn.execute(
+            STORE_MESSAGES,
             {
+                "conversation_ids": [c.id for c, _, _ in planned],
+                "project_ids": [c.project_id for c, _, _ in planned],
+                "seqs": [seq for _, seq, _ in planned],
+                "temp_ids": [m.temp_id for _, _, m in planned],
+                "contents": [m.content for _, _, m in planned],
+                "sender_types": [m.sender_type for _, _, m in planned],
+                "agent_ids": [m.agent_id for _, _, m in planned],
+                "visitor_uids": [c.visitor_uid for c, _, _ in planned],
+                "agent_names": [names.get(m.agent_id) for _, _, m in planned],
+                # Beside the message in the outbox payload, not in it: clients never
+                # see it; the gateway measures acceptance -> emission with it.
+                "accepted_ats": [m.accepted_at for _, _, m in planned],
                 "ids": [c.id for c in touched],
-                "last_seqs": [last_row[c.id].seq for c in touched],
-                "message_ids": [last_row[c.id].id for c in touched],
+                "last_seqs": [c.last_seq + len(c.fresh) for c in touched],
                 "unread": [sum(m.sender_type == "visitor" for m in c.fresh) for c in touched],
                 "metadata": [_latest_metadata(c.fresh) for c in touched],
                 "snippet_length": SNIPPET_LENGTH,
                 "channel": OUTBOX_CHANNEL,
-                "conversation_ids": [shape["conversationId"] for shape in shapes],
-                "payloads": [
-                    json.dumps(
-                        {
-                            "type": MESSAGE_CREATED,
-                            "message": shape,
-                            # Beside the message, not in it: clients never see it;
-                            # the gateway measures acceptance → emission with it.
-                            "acceptedAt": accepted.get((shape["conversationId"], shape["seq"])),
-                        }
-                    )
-                    for shape in shapes
-                ],
                 "event_type": MESSAGE_CREATED,
             },
         )
-        return shapes
+        return list(rows.scalars())
 
 
 def _latest_metadata(messages: list[IncomingMessage]) -> str | None:

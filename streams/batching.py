@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -63,9 +63,18 @@ class Refusal:
 
 @dataclasses.dataclass(kw_only=True)
 class Outcome:
-    stored: list[dict[str, object]] = dataclasses.field(default_factory=list)
+    parts: list[AppendResult] = dataclasses.field(default_factory=list)  # each part stored
     duplicates: int = 0
     refused: list[Refusal] = dataclasses.field(default_factory=list)
+
+    @property
+    def stored_count(self) -> int:
+        return sum(len(part.stored_json) for part in self.parts)
+
+    @property
+    def stored(self) -> list[dict[str, Any]]:
+        """The stored messages' shapes, in order (decoded only when asked for)."""
+        return [shape for part in self.parts for shape in part.stored]
 
 
 class _DataFailure(Exception):
@@ -99,7 +108,7 @@ class BatchStorer:
         """
         outcome = Outcome()
         await self._store_part(batch, outcome)
-        STORED.inc(len(outcome.stored))
+        STORED.inc(outcome.stored_count)
         DUPLICATES.inc(outcome.duplicates)
         return outcome
 
@@ -125,7 +134,7 @@ class BatchStorer:
             await self._store_part(batch[:middle], outcome)
             await self._store_part(batch[middle:], outcome)
             return
-        outcome.stored.extend(result.stored)
+        outcome.parts.append(result)
         outcome.duplicates += result.duplicates
         outcome.refused.extend(
             Refusal(message=message, reason=why, kind=REJECTED) for message, why in result.rejected

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence.batch_sql import ISO_CREATED_AT
 from persistence.directory import Directory
-from persistence.models import conversations, messages, outbox
-from persistence.store import MessageStore
+from persistence.models import agents, conversations, messages, outbox, visitors
+from persistence.store import MessageStore, iso, message_shape
 from tests.factories import incoming, uid
 
 
@@ -211,3 +214,70 @@ async def test_replies_naming_the_wrong_conversation_or_agent_are_rejected(
         f"conversation {conversation_id} not found",
         f"agent {agent.id + 99} does not exist",
     ]
+
+
+async def test_stored_shapes_and_outbox_payloads_match_the_shape_history_builds(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    # The store builds the shape in SQL; history (and the gateway's catch-up)
+    # builds it in Python from the row: a client must get the same message both ways.
+    project = await directory.create_project(name="p")
+    agent = await directory.add_agent(project_id=project.id, email="ada@p.test", display_name="Ada")
+    visitor = uid()
+    store = MessageStore(engine=engine)
+    first = await store.append(
+        [
+            incoming(project.id, visitor, 'quote " and \\ and \u00e9 \U0001f600'),
+            incoming(project.id, visitor, "later", accepted_at="2026-01-02T03:04:05.678Z"),
+        ]
+    )
+    conversation_id = first.stored[0]["conversationId"]
+    reply = incoming(
+        project.id,
+        visitor,
+        "on it",
+        sender_type="agent",
+        conversation_id=conversation_id,
+        agent_id=agent.id,
+    )
+    second = await store.append([reply])
+
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(messages, visitors.c.uid.label("visitor_uid"), agents.c.display_name)
+                .join(conversations, conversations.c.id == messages.c.conversation_id)
+                .join(visitors, visitors.c.id == conversations.c.visitor_id)
+                .outerjoin(agents, agents.c.id == messages.c.agent_id)
+                .order_by(messages.c.seq)
+            )
+        ).all()
+        payloads = (await conn.execute(sa.select(outbox.c.payload).order_by(outbox.c.id))).scalars()
+        payloads = list(payloads)
+    expected = [
+        message_shape(row, visitor_uid=row.visitor_uid, agent_name=row.display_name) for row in rows
+    ]
+    assert first.stored + second.stored == expected
+    assert [p["message"] for p in payloads] == expected
+    assert [p["type"] for p in payloads] == ["message.created"] * 3
+    assert [p["acceptedAt"] for p in payloads] == [None, "2026-01-02T03:04:05.678Z", None]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        dt.datetime(2026, 11, 29, 23, 6, 26, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 29, 23, 6, 26, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC),
+        dt.datetime(2026, 6, 30, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-7))),
+    ],
+)
+async def test_the_sql_created_at_is_written_as_python_writes_it(
+    engine: AsyncEngine, moment: dt.datetime
+) -> None:
+    query = sa.text(
+        f"SELECT {ISO_CREATED_AT} FROM (SELECT CAST(:at AS timestamptz) AS created_at) m"
+    )
+    async with engine.connect() as conn:
+        written = await conn.scalar(query, {"at": moment})
+    assert written == iso(moment)
