@@ -6,7 +6,8 @@ per-event stream iterator), decodes each one and puts it into an
 :class:`~streams.intake.Intake`; a storer task takes batches from it and acks a
 batch's events only after their messages are committed and their dead letters
 confirmed. Decoding happens while the storer waits on PostgreSQL. There are
-``STORERS`` intakes and storers, each for its own share of the partitions.
+``settings.agent_storers`` intakes and storers (``PARLEY_AGENT_STORERS``), each for
+its own share of the partitions.
 Reading goes on while a batch is stored, so under load the next batch is
 whatever arrived meanwhile (up to ``BATCH_SIZE``), and at low load a message
 is stored at once, alone. A stopping worker abandons the batches in hand and
@@ -45,10 +46,6 @@ logger = logging.getLogger("parley.agent")
 
 BATCH_SIZE = 1000  # events per transaction, at most
 INTAKE_CAPACITY = 2 * BATCH_SIZE  # events read ahead of each storer
-# Storers per agent, each with its own connection and its own share of the
-# partitions: while one waits on PostgreSQL the other stores, so PostgreSQL
-# runs two transactions at once instead of idling between round trips.
-STORERS = 2
 DISPOSE_TIMEOUT = 2.0  # seconds to close the pool; PostgreSQL may be gone
 
 BATCH_SECONDS = Histogram("parley_agent_batch_seconds", "Time to store one batch")
@@ -165,11 +162,14 @@ class BatchHandler:
         )
 
 
-def storer_for(partition: int) -> int:
+def storer_for(partition: int, *, storers: int) -> int:
     """The storer of a partition: always the same one, so a partition's events (and
     with them each conversation's, which all share one partition key) are stored
-    and acked in order, by one transaction at a time."""
-    return partition % STORERS
+    and acked in order, by one transaction at a time.
+
+    With several storers, each has its own connection: while one waits on
+    PostgreSQL another stores (see ``parley.settings.DEFAULT_AGENT_STORERS``)."""
+    return partition % storers
 
 
 def as_raw(event: Any) -> RawEvent:
@@ -247,7 +247,8 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
         # concurrency stays 1: with more, Faust can commit past an unfinished message.
         async def persist(stream: Any) -> None:
             # No pre-ping: a batch that meets a dead connection is retried anyway.
-            engine = create_engine(settings.sqlalchemy_url, pool_size=STORERS, pre_ping=False)
+            storers_count = settings.agent_storers
+            engine = create_engine(settings.sqlalchemy_url, pool_size=storers_count, pre_ping=False)
             handler = BatchHandler(
                 decode=decode,
                 storer=BatchStorer(store=MessageStore(engine=engine), stopping=stopping),
@@ -256,7 +257,8 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                 ),
             )
             intakes: list[Intake[tuple[Any, Decoded]]] = [
-                Intake(batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY) for _ in range(STORERS)
+                Intake(batch_size=BATCH_SIZE, capacity=INTAKE_CAPACITY)
+                for _ in range(storers_count)
             ]
             storers = [
                 asyncio.create_task(
@@ -283,9 +285,8 @@ def install_persistence_agent(app: Any, settings: Settings) -> list[Any]:
                         break  # Faust stops the actor by throwing this into its channel
                     try:
                         for event in events:
-                            await intakes[storer_for(event.message.partition)].put(
-                                (event, handler.decode(event.value, event))
-                            )
+                            index = storer_for(event.message.partition, storers=storers_count)
+                            await intakes[index].put((event, handler.decode(event.value, event)))
                     except IntakeClosed:
                         break
                 for storer in storers:

@@ -116,6 +116,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PARLEY_RATE_LIMIT_WINDOW": str(settings.rate_limit_window),
         "PARLEY_RELAY_POLL_INTERVAL": str(settings.relay_poll_interval),
         "PARLEY_RELAY_BATCH_SIZE": str(settings.relay_batch_size),
+        "PARLEY_AGENT_STORERS": str(settings.agent_storers),
         "PARLEY_PRESENCE_TTL": str(settings.presence_ttl),
         "PARLEY_TYPING_TIMEOUT": str(settings.typing_timeout),
         "PARLEY_SOCKET_TRANSPORTS": ",".join(settings.socket_transports),

@@ -90,6 +90,18 @@ def test_unknown_socket_transports_are_refused(tmp_path: Path, value: str) -> No
         Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_SOCKET_TRANSPORTS": value})
 
 
+def test_the_agent_runs_one_storer_unless_told_more(tmp_path: Path) -> None:
+    base = {"PARLEY_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).agent_storers == 1
+    assert Settings.from_env({**base, "PARLEY_AGENT_STORERS": "2"}).agent_storers == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "9"])
+def test_a_storer_count_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match="PARLEY_AGENT_STORERS must be between 1 and 8"):
+        Settings.from_env({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_AGENT_STORERS": value})
+
+
 def test_abuse_limits_and_trusted_proxies(tmp_path: Path) -> None:
     base = {"PARLEY_DATA_DIR": str(tmp_path)}
     assert Settings.from_env(base).trusted_proxies == ()

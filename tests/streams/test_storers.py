@@ -1,4 +1,5 @@
-"""Two storers per agent: each partition stays with one, so every conversation keeps its order."""
+"""Several storers per agent (``PARLEY_AGENT_STORERS``): each partition stays with one,
+so every conversation keeps its order."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.settings import Settings
 from persistence.directory import Directory
 from persistence.models import conversations, messages, outbox, visitors
-from streams.agent import STORERS, storer_for
+from streams.agent import storer_for
 from streams.events import VisitorMessage
 from tests.factories import uid
 from tests.servers import Cluster, create_topics
 
 pytestmark = pytest.mark.e2e
 
+STORERS = 2  # the worker under test runs this many
 PER_VISITOR = 300  # messages per visitor, interleaved with every other visitor's
 STORE_DEADLINE = 120.0  # seconds to store the backlog on a busy machine
 
@@ -30,17 +32,20 @@ STORE_DEADLINE = 120.0  # seconds to store the backlog on a busy machine
 @pytest.fixture
 async def cluster(settings: Settings, tmp_path: Path) -> AsyncIterator[Cluster]:
     await create_topics(settings)
-    running = Cluster(settings, tmp_path)
+    running = Cluster(settings.replace(agent_storers=STORERS), tmp_path)
     try:
         yield running
     finally:
         running.stop()
 
 
-def test_a_partition_always_goes_to_the_same_storer_and_every_storer_gets_some() -> None:
-    assert STORERS > 1
-    assert [storer_for(p) for p in range(8)] == [storer_for(p) for p in range(8)]
-    assert {storer_for(p) for p in range(8)} == set(range(STORERS))
+@pytest.mark.parametrize("storers", [1, 2, 3])
+def test_a_partition_always_goes_to_the_same_storer_and_every_storer_gets_some(
+    storers: int,
+) -> None:
+    chosen = [storer_for(p, storers=storers) for p in range(8)]
+    assert chosen == [storer_for(p, storers=storers) for p in range(8)]
+    assert set(chosen) == set(range(storers))
 
 
 async def stored(engine: AsyncEngine) -> dict[str, list[str]]:
