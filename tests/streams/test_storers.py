@@ -3,24 +3,22 @@ so every conversation keeps its order."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.settings import Settings
 from persistence.directory import Directory
-from persistence.models import conversations, messages, outbox, visitors
+from persistence.models import outbox
 from streams.agent import storer_for
 from streams.events import VisitorMessage
 from tests.factories import uid
 from tests.servers import Cluster, create_topics
+from tests.streams.backlog import produce, wait_stored_in_order
 
 pytestmark = pytest.mark.e2e
 
@@ -48,20 +46,6 @@ def test_a_partition_always_goes_to_the_same_storer_and_every_storer_gets_some(
     assert set(chosen) == set(range(storers))
 
 
-async def stored(engine: AsyncEngine) -> dict[str, list[str]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(visitors.c.uid, messages.c.content)
-            .join(conversations, conversations.c.id == messages.c.conversation_id)
-            .join(visitors, visitors.c.id == conversations.c.visitor_id)
-            .order_by(messages.c.conversation_id, messages.c.seq)
-        )
-        by_visitor: dict[str, list[str]] = {}
-        for row in rows:
-            by_visitor.setdefault(row.uid, []).append(row.content)
-        return by_visitor
-
-
 async def test_a_backlog_over_every_partition_is_stored_once_in_order_by_both_storers(
     cluster: Cluster, engine: AsyncEngine, directory: Directory
 ) -> None:
@@ -70,43 +54,20 @@ async def test_a_backlog_over_every_partition_is_stored_once_in_order_by_both_st
     project = await directory.create_project(name="p")
     # One visitor per partition (placed there explicitly), so both storers work at once.
     people = [uid() for _ in range(partitions)]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20
-    )
-    await producer.start()
-    try:
-        sent = []
-        for index in range(PER_VISITOR * partitions):
-            partition = index % partitions
-            event = VisitorMessage(
-                project_id=project.id,
-                visitor_uid=people[partition],
-                temp_id=str(uuid.uuid4()),
-                content=f"m{index // partitions}",
-            )
-            sent.append(
-                await producer.send(
-                    settings.visitor_topic,
-                    value=event.to_json(),
-                    key=event.key,
-                    headers=event.headers,
-                    partition=partition,
-                )
-            )
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    events = [
+        VisitorMessage(
+            project_id=project.id,
+            visitor_uid=people[index % partitions],
+            temp_id=str(uuid.uuid4()),
+            content=f"m{index // partitions}",
+        )
+        for index in range(PER_VISITOR * partitions)
+    ]
+    await produce(settings, events, partitions=[i % partitions for i in range(len(events))])
 
     await cluster.worker()
     expected = {person: [f"m{i}" for i in range(PER_VISITOR)] for person in people}
-    deadline = time.monotonic() + STORE_DEADLINE
-    while (by_visitor := await stored(engine)) != expected:
-        for person, contents in by_visitor.items():
-            # Never a gap, a duplicate or a reordering on the way: always a prefix.
-            assert contents == expected[person][: len(contents)], person
-        count = sum(map(len, by_visitor.values()))
-        assert time.monotonic() < deadline, f"{count} of {PER_VISITOR * partitions} stored"
-        await asyncio.sleep(0.2)
+    await wait_stored_in_order(engine, expected, deadline=STORE_DEADLINE)
     async with engine.connect() as conn:
         outbox_rows = await conn.scalar(sa.select(sa.func.count()).select_from(outbox))
     assert outbox_rows == PER_VISITOR * partitions
